@@ -1,0 +1,30 @@
+"""The fused training engine: many MLPs of identical shapes trained as one.
+
+The engine knows nothing of scikit-learn's estimator or search API. Callers describe
+models as :class:`ModelTask` (hyper-parameters, index sets, seed) over one
+:class:`DeviceData`, and get :class:`ModelResult` back from :func:`train_models`.
+"""
+
+from .data import DeviceData
+from .pack import Pack, effective_batch_size
+from .spec import (
+    Hyperparams,
+    ModelResult,
+    ModelState,
+    ModelTask,
+    OptimizerState,
+)
+from .trainer import plan_packs, train_models
+
+__all__ = [
+    "DeviceData",
+    "Hyperparams",
+    "ModelResult",
+    "ModelState",
+    "ModelTask",
+    "OptimizerState",
+    "Pack",
+    "effective_batch_size",
+    "plan_packs",
+    "train_models",
+]

@@ -1,0 +1,88 @@
+"""The training data, on the device once, shared by every model that trains on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .spec import OUTPUT_ACTIVATION, TARGET_KINDS
+
+
+@dataclass
+class DeviceData:
+    """Inputs and encoded targets of a whole dataset on one device.
+
+    Models address it through index tensors (their folds), never copies.
+
+    Attributes
+    ----------
+    X : Tensor of shape (n_samples, n_features)
+    Y : Tensor of shape (n_samples, n_outputs)
+        One-hot / indicator columns for classification, values for regression.
+    sample_weight : Tensor of shape (n_samples,) or None
+    target_kind : {"binary", "multiclass", "multilabel", "regression"}
+    loss : {"log_loss", "squared_error", "poisson"}
+    """
+
+    X: torch.Tensor
+    Y: torch.Tensor
+    sample_weight: torch.Tensor | None
+    target_kind: str
+    loss: str
+
+    @property
+    def out_activation(self) -> str:
+        """Output activation implied by the target kind and loss."""
+        return OUTPUT_ACTIVATION[(self.target_kind, self.loss)]
+
+    @property
+    def device(self) -> torch.device:
+        """Device holding the data."""
+        return self.X.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the data (and of every model trained on it)."""
+        return self.X.dtype
+
+    @classmethod
+    def from_numpy(
+        cls,
+        X: np.ndarray,
+        Y: np.ndarray,
+        *,
+        target_kind: str,
+        loss: str,
+        sample_weight: np.ndarray | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> DeviceData:
+        """Copy validated NumPy arrays to ``device`` in ``dtype``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+        Y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        target_kind, loss : str
+            See the class attributes.
+        sample_weight : ndarray of shape (n_samples,), optional
+        device : torch.device or str
+        dtype : torch.dtype
+        """
+        if target_kind not in TARGET_KINDS:
+            raise ValueError(
+                f"target_kind must be one of {TARGET_KINDS}, got {target_kind!r}"
+            )
+        Y = np.asarray(Y)
+        if Y.ndim == 1:
+            Y = Y.reshape(-1, 1)
+
+        def put(a):
+            return torch.as_tensor(np.ascontiguousarray(a, dtype=np.float64)).to(
+                device=device, dtype=dtype
+            )
+
+        sw = None if sample_weight is None else put(sample_weight)
+        return cls(put(X), put(Y), sw, target_kind, loss)

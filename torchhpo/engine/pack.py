@@ -1,0 +1,617 @@
+"""A pack: M models of identical shapes trained at once as one stacked model.
+
+The pack owns the stacked weights, the optimizer state, and each model's index sets
+into the shared :class:`~torchhpo.engine.data.DeviceData`. One call to
+:meth:`Pack.run_epoch` runs every model's epoch: per step one gather of the M batches,
+one batched forward and backward, and one fused optimizer update per solver run. Per
+epoch, one device-to-host transfer brings back the losses (and validation scores)
+for the vectorised convergence rule; finished models leave the pack (compaction), so
+they stop costing compute.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import functional as F
+from . import rng
+from .convergence import ConvergenceTracker
+from .data import DeviceData
+from .optimizers import OptimizerHyper, adam_step_, sgd_step_
+from .spec import ModelResult, ModelState, ModelTask, OptimizerState
+
+_OPT_ORDER = {"adam": 0, "sgd": 1, "nesterov": 2}
+
+
+def optimizer_kind(hyper) -> str:
+    """Return the fused update a model uses: ``adam``, ``sgd`` or ``nesterov``."""
+    if hyper.solver == "adam":
+        return "adam"
+    return "nesterov" if hyper.nesterovs_momentum else "sgd"
+
+
+def _runs(labels: Sequence[str]) -> list[tuple[int, int, str]]:
+    """Return maximal runs ``(start, stop, label)`` of equal consecutive labels."""
+    runs = []
+    start = 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            runs.append((start, i, labels[start]))
+            start = i
+    return runs
+
+
+def effective_batch_size(batch_size, n_samples: int) -> int:
+    """Return scikit-learn's batch size for ``n_samples`` training rows."""
+    if batch_size == "auto":
+        return min(200, n_samples)
+    return int(np.clip(batch_size, 1, n_samples))
+
+
+def _pad(rows: Sequence[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    width = max(int(lengths.max()), 1)
+    table = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        table[i, : len(r)] = r
+    return torch.from_numpy(table).to(device), torch.from_numpy(lengths).to(device)
+
+
+def initial_parameters(
+    seeds: torch.Tensor,
+    hypers: Sequence,
+    states: Sequence[ModelState],
+    layer_units: Sequence[int],
+    dtype: torch.dtype,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Return stacked starting weights ``(M, fan_in, fan_out)`` and biases.
+
+    Each model draws scikit-learn's Glorot-uniform initialisation (bound
+    ``sqrt(factor / (fan_in + fan_out))``, factor 2 for logistic, else 6, on weights
+    and biases) from its own stream; models whose state carries weights start from
+    those instead.
+    """
+    device = seeds.device
+    M = len(hypers)
+    sizes = [(layer_units[i], layer_units[i + 1]) for i in range(len(layer_units) - 1)]
+    total = sum(fi * fo + fo for fi, fo in sizes)
+    draws = rng.uniform(rng.stream_base(seeds, rng.STREAM_INIT), total, torch.float64)
+    factor = torch.tensor(
+        [2.0 if h.activation == "logistic" else 6.0 for h in hypers],
+        dtype=torch.float64,
+        device=device,
+    )
+    weights, biases = [], []
+    offset = 0
+    for fi, fo in sizes:
+        bound = torch.sqrt(factor / (fi + fo)).view(M, 1)
+        w = draws[:, offset : offset + fi * fo] * 2 - 1
+        offset += fi * fo
+        b = draws[:, offset : offset + fo] * 2 - 1
+        offset += fo
+        weights.append((w * bound).view(M, fi, fo).to(dtype).contiguous())
+        biases.append((b * bound).view(M, 1, fo).to(dtype).contiguous())
+    for m, state in enumerate(states):
+        for i, (c, b) in enumerate(zip(state.coefs, state.intercepts, strict=True)):
+            weights[i][m] = torch.as_tensor(c, dtype=dtype, device=device)
+            biases[i][m, 0] = torch.as_tensor(b, dtype=dtype, device=device)
+    return weights, biases
+
+
+class Pack:
+    """Train a set of stochastic-solver models of identical shapes together.
+
+    Parameters
+    ----------
+    data : DeviceData
+        The shared data.
+    tasks : sequence of ModelTask
+        Models to train; all share ``hyper.shape_key()`` and use ``adam`` or
+        ``sgd``.
+    keep_optimizer_state : bool
+        Return each model's optimizer state (for later ``partial_fit``).
+    """
+
+    def __init__(
+        self,
+        data: DeviceData,
+        tasks: Sequence[ModelTask],
+        keep_optimizer_state: bool = False,
+    ) -> None:
+        self.data = data
+        self.keep_optimizer_state = keep_optimizer_state
+        order = sorted(
+            range(len(tasks)),
+            key=lambda i: (
+                _OPT_ORDER[optimizer_kind(tasks[i].hyper)],
+                tasks[i].hyper.activation,
+            ),
+        )
+        self.tasks = [tasks[i] for i in order]
+        self.task_ids = np.array(order, dtype=np.int64)  # pack position -> caller index
+        self.alive = np.arange(len(tasks))  # current slot -> original pack position
+        device, _dtype = data.device, data.dtype
+        hypers = [t.hyper for t in self.tasks]
+        self.hypers = hypers
+        self.layer_units = [
+            data.X.shape[1],
+            *hypers[0].hidden_layer_sizes,
+            data.Y.shape[1],
+        ]
+        states = [t.init or ModelState([], []) for t in self.tasks]
+        self.start_states = states
+        self.seeds = torch.tensor(
+            [t.seed & 0x7FFFFFFFFFFFFFFF for t in self.tasks],
+            dtype=torch.int64,
+            device=device,
+        )
+        self.epochs = torch.tensor(
+            [s.epochs_seen for s in states], dtype=torch.int64, device=device
+        )
+        self.shuffle = torch.tensor([h.shuffle for h in hypers], device=device)
+        self._init_weights(states)
+        self._init_optimizer(states)
+        self.early_stopping = any(h.early_stopping for h in hypers)
+        self.best_weights = (
+            [w.clone() for w in self.weights] if self.early_stopping else []
+        )
+        self.best_biases = (
+            [b.clone() for b in self.biases] if self.early_stopping else []
+        )
+
+        self.train_rows, self.n_train = _pad(
+            [t.train_index for t in self.tasks], device
+        )
+        self.batch = torch.tensor(
+            [
+                effective_batch_size(h.batch_size, len(t.train_index))
+                for h, t in zip(hypers, self.tasks, strict=True)
+            ],
+            dtype=torch.int64,
+            device=device,
+        )
+        if any(
+            h.batch_size != "auto" and h.batch_size > len(t.train_index)
+            for h, t in zip(hypers, self.tasks, strict=True)
+        ):
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going "
+                "to be clipped",
+                stacklevel=4,
+            )
+        if self.early_stopping:
+            val = [
+                t.val_index if t.val_index is not None else np.zeros(0, np.int64)
+                for t in self.tasks
+            ]
+            self.val_rows, self.n_val = _pad(val, device)
+            self._init_val_totals()
+        self.tracker = ConvergenceTracker(
+            hypers, states, [t.incremental for t in self.tasks]
+        )
+        max_epochs = max(
+            1 if t.incremental else h.max_iter
+            for h, t in zip(hypers, self.tasks, strict=True)
+        )
+        self.loss_history = np.full((len(tasks), max_epochs), np.nan)
+        self.val_history = np.full((len(tasks), max_epochs), np.nan)
+        self.model_cost = np.zeros(len(tasks))  # epochs * rows, for time shares
+        self._refresh_layout()
+
+    # -- set-up -----------------------------------------------------------------
+    def _init_weights(self, states: Sequence[ModelState]) -> None:
+        self.weights, self.biases = initial_parameters(
+            self.seeds, self.hypers, states, self.layer_units, self.data.dtype
+        )
+
+    def _init_optimizer(self, states: Sequence[ModelState]) -> None:
+        device, dtype = self.data.device, self.data.dtype
+        params = self.weights + self.biases
+        self.first = [torch.zeros_like(p) for p in params]
+        self.second = [torch.zeros_like(p) for p in params]
+        step = []
+        for m, state in enumerate(states):
+            opt = state.optimizer
+            step.append(opt.step if opt is not None else 0)
+            if opt is None:
+                continue
+            for i, p in enumerate(params):
+                shape = p.shape[1:]
+                self.first[i][m] = torch.as_tensor(opt.first[i], dtype=dtype).view(
+                    shape
+                )
+                if opt.second is not None:
+                    self.second[i][m] = torch.as_tensor(
+                        opt.second[i], dtype=dtype
+                    ).view(shape)
+
+        def f64(values):
+            return torch.tensor(values, dtype=torch.float64, device=device)
+
+        hypers = self.hypers
+        self.alpha = torch.tensor(
+            [h.alpha for h in hypers], dtype=dtype, device=device
+        ).view(-1, 1, 1)
+        self.opt = OptimizerHyper(
+            learning_rate=f64(
+                [
+                    s.optimizer.learning_rate
+                    if s.optimizer is not None and h.solver == "sgd"
+                    else h.learning_rate_init
+                    for h, s in zip(hypers, states, strict=True)
+                ]
+            ),
+            beta_1=f64([h.beta_1 for h in hypers]),
+            beta_2=f64([h.beta_2 for h in hypers]),
+            epsilon=f64([h.epsilon for h in hypers]),
+            momentum=f64([h.momentum for h in hypers]),
+            step=f64(step),
+        )
+        self.has_schedules = any(
+            h.solver == "sgd" and h.learning_rate != "constant" for h in hypers
+        )
+
+    def _init_val_totals(self) -> None:
+        """Per-model weight sums and total sums of squares of validation targets."""
+        data = self.data
+        _M, width = self.val_rows.shape
+        valid = torch.arange(width, device=data.device)[None, :] < self.n_val[:, None]
+        w = valid.to(data.dtype)
+        if data.sample_weight is not None:
+            w = w * data.sample_weight[self.val_rows]
+        self.val_weight = w
+        self.val_weight_sum = w.sum(dim=1)
+        if data.target_kind == "regression":
+            y = data.Y[self.val_rows]  # (M, V, K)
+            wy = w.unsqueeze(-1)
+            mean = (y * wy).sum(dim=1, keepdim=True) / self.val_weight_sum.view(
+                -1, 1, 1
+            )
+            self.val_ss_tot = (((y - mean) ** 2) * wy).sum(dim=1)  # (M, K)
+
+    def _refresh_layout(self) -> None:
+        """Recompute runs and the static batch schedule for the models in the pack."""
+        labels_act = [self.hypers[i].activation for i in self.alive]
+        kinds = [optimizer_kind(self.hypers[i]) for i in self.alive]
+        self.act_runs = _runs(labels_act)
+        self.opt_runs = _runs(kinds)
+        device, dtype = self.data.device, self.data.dtype
+        steps = torch.div(
+            self.n_train + self.batch - 1, self.batch, rounding_mode="floor"
+        )
+        self.n_steps = int(steps.max())
+        self.width = int(self.batch.max())
+        s = torch.arange(self.n_steps, device=device).view(1, -1, 1)
+        j = torch.arange(self.width, device=device).view(1, 1, -1)
+        pos = s * self.batch.view(-1, 1, 1) + j  # (M, S, B)
+        valid = (j < self.batch.view(-1, 1, 1)) & (pos < self.n_train.view(-1, 1, 1))
+        max_pos = self.train_rows.shape[1] - 1
+        self.positions = pos.clamp(max=max_pos).view(len(self.alive), -1)
+        self.valid = valid.permute(1, 0, 2).to(dtype).contiguous()  # (S, M, B)
+        self.count = self.valid.sum(dim=2)  # (S, M)
+        active = steps.view(1, -1) > torch.arange(self.n_steps, device=device).view(
+            -1, 1
+        )
+        self.uneven_steps = {
+            int(i) for i in torch.nonzero(~active.all(dim=1)).flatten().tolist()
+        }
+        self.inactive = [
+            torch.nonzero(~active[i]).flatten() for i in range(self.n_steps)
+        ]
+
+    # -- training ---------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Number of models still training."""
+        return len(self.alive)
+
+    def _epoch_batches(self):
+        """Return this epoch's row indices (S, M, B), weights (S, M, B), weight sums."""
+        M = self.size
+        base = rng.stream_base(self.seeds, rng.STREAM_SHUFFLE, self.epochs)
+        order = rng.permutation_order(
+            base, self.n_train, self.train_rows.shape[1], self.shuffle
+        )
+        rows = self.train_rows.gather(1, order)
+        idx = rows.gather(1, self.positions).view(M, self.n_steps, self.width)
+        idx = idx.permute(1, 0, 2).contiguous()
+        weight = self.valid
+        if self.data.sample_weight is not None:
+            weight = weight * self.data.sample_weight[idx]
+        denom = weight.sum(dim=2)
+        denom = torch.where(denom > 0, denom, torch.ones_like(denom))
+        return idx, weight, denom
+
+    def _step(self, idx, weight, denom, count, loss_acc, step_index):
+        data = self.data
+        M, B = idx.shape
+        flat = idx.view(-1)
+        xb = data.X.index_select(0, flat).view(M, B, -1)
+        yb = data.Y.index_select(0, flat).view(M, B, -1)
+        acts = F.forward(
+            xb, self.weights, self.biases, self.act_runs, data.out_activation
+        )
+        loss = F.per_model_loss(
+            acts[-1], yb, weight, denom, data.loss, data.out_activation
+        )
+        penalty = F.squared_weight_sum(self.weights) * self.alpha.view(-1) * 0.5
+        loss_acc.add_((loss + penalty / denom) * count)
+        coef_grads, intercept_grads = F.backward(
+            acts, yb, weight, denom, self.weights, self.alpha, self.act_runs
+        )
+        saved = None
+        if step_index in self.uneven_steps:
+            saved = self._snapshot(self.inactive[step_index])
+        params = self.weights + self.biases
+        grads = coef_grads + intercept_grads
+        for start, stop, kind in self.opt_runs:
+            if kind == "adam":
+                adam_step_(
+                    params, grads, self.first, self.second, self.opt, start, stop
+                )
+            else:
+                sgd_step_(
+                    params, grads, self.first, self.opt, start, stop, kind == "nesterov"
+                )
+        if saved is not None:
+            self._restore(self.inactive[step_index], saved)
+
+    def _snapshot(self, index: torch.Tensor):
+        tensors = self.weights + self.biases + self.first + self.second
+        return [t.index_select(0, index) for t in tensors], self.opt.step[index]
+
+    def _restore(self, index: torch.Tensor, saved) -> None:
+        tensors = self.weights + self.biases + self.first + self.second
+        values, step = saved
+        for t, v in zip(tensors, values, strict=True):
+            t.index_copy_(0, index, v)
+        self.opt.step.index_copy_(0, index, step)
+
+    def run_epoch(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Run one epoch of every model; return host arrays of losses and val scores."""
+        idx, weight, denom = self._epoch_batches()
+        loss_acc = torch.zeros(
+            self.size, dtype=self.data.dtype, device=self.data.device
+        )
+        for s in range(self.n_steps):
+            self._step(idx[s], weight[s], denom[s], self.count[s], loss_acc, s)
+        self.epochs += 1
+        losses = loss_acc / self.n_train.to(loss_acc.dtype)
+        if self.early_stopping:
+            scores = self._validation_scores()
+            both = torch.stack([losses, scores.to(losses.dtype)]).cpu().numpy()
+            return both[0].astype(float), both[1].astype(float)
+        return losses.cpu().numpy().astype(float), None
+
+    @torch.no_grad()
+    def _validation_scores(self) -> torch.Tensor:
+        """Accuracy (classifiers) or R² (regressors) on each model's validation rows."""
+        data = self.data
+        xv = data.X[self.val_rows]
+        out = F.forward(
+            xv, self.weights, self.biases, self.act_runs, data.out_activation
+        )[-1]
+        yv = data.Y[self.val_rows]
+        w = self.val_weight
+        if data.target_kind == "regression":
+            ss_res = (((yv - out) ** 2) * w.unsqueeze(-1)).sum(dim=1)
+            ss_tot = self.val_ss_tot
+            r2 = torch.where(
+                ss_tot > 0,
+                1 - ss_res / torch.where(ss_tot > 0, ss_tot, torch.ones_like(ss_tot)),
+                torch.where(ss_res == 0, 1.0, 0.0).to(ss_res.dtype),
+            )
+            score = r2.mean(dim=1)
+            finite = torch.isfinite(out).all(dim=2) | (w == 0)
+            return torch.where(finite.all(dim=1), score, torch.nan)
+        if data.target_kind == "multiclass":
+            correct = out.argmax(dim=2) == yv.argmax(dim=2)
+        else:
+            correct = ((out > 0.5) == (yv > 0.5)).all(dim=2)
+        return (correct.to(w.dtype) * w).sum(dim=1) / self.val_weight_sum
+
+    def _save_best(self, improved: np.ndarray) -> None:
+        index = torch.from_numpy(np.flatnonzero(improved)).to(self.data.device)
+        for best, cur in zip(
+            self.best_weights + self.best_biases,
+            self.weights + self.biases,
+            strict=True,
+        ):
+            best.index_copy_(0, index, cur.index_select(0, index))
+
+    def _finite_weights(self, slots: np.ndarray) -> np.ndarray:
+        index = torch.from_numpy(slots).to(self.data.device)
+        ok = torch.ones(len(slots), dtype=torch.bool, device=self.data.device)
+        for p in self.weights + self.biases:
+            ok &= torch.isfinite(p.index_select(0, index)).flatten(1).all(dim=1)
+        return ok.cpu().numpy()
+
+    def _compact(self, keep: np.ndarray) -> None:
+        index = torch.from_numpy(keep).to(self.data.device)
+
+        def sel(tensors):
+            return [t.index_select(0, index) for t in tensors]
+
+        self.weights, self.biases = sel(self.weights), sel(self.biases)
+        self.first, self.second = sel(self.first), sel(self.second)
+        self.best_weights, self.best_biases = (
+            sel(self.best_weights),
+            sel(self.best_biases),
+        )
+        self.opt = self.opt.select(index)
+        self.alpha = self.alpha.index_select(0, index)
+        for name in ("seeds", "epochs", "shuffle", "train_rows", "n_train", "batch"):
+            setattr(self, name, getattr(self, name).index_select(0, index))
+        if self.early_stopping:
+            for name in ("val_rows", "n_val", "val_weight", "val_weight_sum"):
+                setattr(self, name, getattr(self, name).index_select(0, index))
+            if self.data.target_kind == "regression":
+                self.val_ss_tot = self.val_ss_tot.index_select(0, index)
+        self.tracker.select(keep)
+        self.alive = self.alive[keep]
+        self._refresh_layout()
+
+    def _extract(self, slots: np.ndarray, use_best: np.ndarray) -> list[dict]:
+        """Copy the weights (and optimizer state) of ``slots`` to the host."""
+        index = torch.from_numpy(slots).to(self.data.device)
+
+        def host(tensors):
+            return [t.index_select(0, index).cpu().numpy() for t in tensors]
+
+        w, b = host(self.weights), host(self.biases)
+        if self.early_stopping and use_best.any():
+            bw, bb = host(self.best_weights), host(self.best_biases)
+            w = [
+                np.where(use_best[:, None, None], x, y)
+                for x, y in zip(bw, w, strict=True)
+            ]
+            b = [
+                np.where(use_best[:, None, None], x, y)
+                for x, y in zip(bb, b, strict=True)
+            ]
+        first = host(self.first) if self.keep_optimizer_state else None
+        second = host(self.second) if self.keep_optimizer_state else None
+        step = self.opt.step.index_select(0, index).cpu().numpy()
+        lr = self.tracker.learning_rate[slots]
+        out = []
+        for k in range(len(slots)):
+            item = {
+                "coefs": [x[k] for x in w],
+                "intercepts": [x[k, 0] for x in b],
+            }
+            if first is not None:
+                pos = self.alive[slots[k]]
+                solver = self.hypers[pos].solver
+                item["optimizer"] = OptimizerState(
+                    solver=solver,
+                    step=int(step[k]),
+                    learning_rate=float(lr[k]),
+                    first=[f[k] for f in first],
+                    second=[s[k] for s in second] if solver == "adam" else None,
+                )
+            out.append(item)
+        return out
+
+    def train(
+        self, on_finished: Callable[[int], None] | None = None
+    ) -> list[tuple[int, ModelResult]]:
+        """Train every model to its stopping point.
+
+        Parameters
+        ----------
+        on_finished : callable, optional
+            Called with the number of models that just finished.
+
+        Returns
+        -------
+        list of (caller_index, ModelResult)
+        """
+        results: list[tuple[int, ModelResult]] = []
+        start_time = time.perf_counter()
+        epoch = 0
+        while self.size:
+            losses, val_scores = self.run_epoch()
+            positions = self.alive
+            self.loss_history[positions, epoch] = losses
+            if val_scores is not None:
+                self.val_history[positions, epoch] = val_scores
+            self.model_cost[positions] += self.n_train.cpu().numpy()
+            outcome = self.tracker.end_epoch(
+                losses, val_scores, self.n_train.cpu().numpy()
+            )
+            if self.early_stopping and outcome.improved.any():
+                self._save_best(outcome.improved)
+            failed = np.zeros(self.size, dtype=bool)
+            bad_loss = ~np.isfinite(losses)
+            if bad_loss.any():
+                slots = np.flatnonzero(bad_loss)
+                failed[slots] = ~self._finite_weights(slots)
+            stopped = outcome.stopped | failed
+            if self.has_schedules:
+                self.opt.learning_rate.copy_(
+                    torch.from_numpy(
+                        np.where(
+                            self.tracker.is_sgd,
+                            self.tracker.learning_rate,
+                            self.opt.learning_rate.cpu().numpy(),
+                        )
+                    )
+                )
+            epoch += 1
+            if stopped.any():
+                slots = np.flatnonzero(stopped)
+                results.extend(self._finish(slots, outcome, failed, epoch))
+                keep = np.flatnonzero(~stopped)
+                if len(keep):
+                    self._compact(keep)
+                else:
+                    self.alive = self.alive[:0]
+                if on_finished is not None:
+                    on_finished(len(slots))
+        elapsed = time.perf_counter() - start_time
+        total = self.model_cost.sum()
+        shares = self.model_cost / total if total > 0 else self.model_cost
+        by_pos = {int(self.task_ids[p]): shares[p] for p in range(len(self.tasks))}
+        for caller, result in results:
+            result.fit_time = elapsed * by_pos[caller]
+        return results
+
+    def _finish(
+        self, slots, outcome, failed, epochs_run
+    ) -> list[tuple[int, ModelResult]]:
+        tracker = self.tracker
+        use_best = np.array(
+            [self.hypers[self.alive[s]].early_stopping for s in slots], dtype=bool
+        )
+        payloads = self._extract(slots, use_best)
+        finished = []
+        for k, slot in enumerate(slots):
+            pos = int(self.alive[slot])
+            task, start = self.tasks[pos], self.start_states[pos]
+            hyper = task.hyper
+            n_iter = int(tracker.n_iter[slot])
+            curve = self.loss_history[pos, :n_iter].tolist()
+            es = hyper.early_stopping
+            val = self.val_history[pos, :n_iter].tolist() if es else None
+            state = ModelState(
+                coefs=payloads[k]["coefs"],
+                intercepts=payloads[k]["intercepts"],
+                optimizer=payloads[k].get("optimizer"),
+                t=int(tracker.t[slot]),
+                epochs_seen=start.epochs_seen + n_iter,
+                loss_curve=list(start.loss_curve) + curve,
+                best_loss=None if es else float(tracker.best_loss[slot]),
+                validation_scores=(list(start.validation_scores or []) + val)
+                if es
+                else None,
+                best_validation_score=float(tracker.best_val[slot]) if es else None,
+                no_improvement_count=int(tracker.no_improvement[slot]),
+            )
+            hit_max = bool(outcome.hit_max_iter[slot]) and not failed[slot]
+            message = None
+            if hit_max:
+                message = (
+                    f"Stochastic Optimizer: Maximum iterations ({hyper.max_iter}) "
+                    "reached and the optimization hasn't converged yet."
+                )
+            result = ModelResult(
+                state=state,
+                n_iter=n_iter,
+                loss=float(curve[-1]) if curve else math.nan,
+                hit_max_iter=hit_max,
+                failure=(
+                    "Solver produced non-finite parameter weights. The input data may "
+                    "contain large values and need to be preprocessed."
+                )
+                if failed[slot]
+                else None,
+                convergence_message=message,
+            )
+            finished.append((int(self.task_ids[pos]), result))
+        return finished

@@ -1,0 +1,385 @@
+"""The shared base of torchhpo's MLPClassifier and MLPRegressor.
+
+It validates inputs and parameters exactly as scikit-learn's
+``BaseMultilayerPerceptron`` does, turns one ``fit`` into one engine task (a pack of
+one), and stores the engine's result as scikit-learn's fitted attributes. The search
+classes build their (candidate, fold) tasks through the same :meth:`_build_task`, so
+a model trained in a search is the model ``fit`` would train.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network._multilayer_perceptron import BaseMultilayerPerceptron
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
+
+from .._device import resolve_device, resolve_dtype
+from ..engine import (
+    DeviceData,
+    Hyperparams,
+    ModelResult,
+    ModelState,
+    ModelTask,
+    train_models,
+)
+
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
+
+_HIDDEN = {
+    "identity": lambda z: z,
+    "logistic": lambda z: 1.0 / (1.0 + np.exp(-z)),
+    "tanh": np.tanh,
+    "relu": lambda z: np.maximum(z, 0),
+}
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+_OUTPUT = {
+    "identity": lambda z: z,
+    "logistic": _HIDDEN["logistic"],
+    "softmax": _softmax,
+    "exp": np.exp,
+}
+
+
+class BaseMLP(BaseEstimator, ABC):
+    """Base class for torchhpo's multi-layer perceptrons.
+
+    Do not instantiate it; use :class:`~torchhpo.MLPClassifier` or
+    :class:`~torchhpo.MLPRegressor`.
+    """
+
+    _parameter_constraints: dict = {
+        **BaseMultilayerPerceptron._parameter_constraints,
+        "device": [str, torch.device],
+        "dtype": [StrOptions({"float32", "float64"}), torch.dtype],
+    }
+
+    @abstractmethod
+    def __init__(self, **params):
+        for name, value in params.items():
+            setattr(self, name, value)
+
+    # -- the engine seam ---------------------------------------------------------
+    def _hidden_layer_sizes(self) -> list[int]:
+        sizes = self.hidden_layer_sizes
+        if not hasattr(sizes, "__iter__"):
+            sizes = [sizes]
+        sizes = list(sizes)
+        if np.any(np.array(sizes) <= 0):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+        return [int(s) for s in sizes]
+
+    def _hyperparams(self) -> Hyperparams:
+        """Return this estimator's training hyper-parameters for the engine."""
+        return Hyperparams(
+            hidden_layer_sizes=tuple(self._hidden_layer_sizes()),
+            activation=self.activation,
+            solver=self.solver,
+            alpha=float(self.alpha),
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            learning_rate_init=float(self.learning_rate_init),
+            power_t=float(self.power_t),
+            max_iter=int(self.max_iter),
+            shuffle=bool(self.shuffle),
+            tol=float(self.tol),
+            momentum=float(self.momentum),
+            nesterovs_momentum=bool(self.nesterovs_momentum),
+            early_stopping=bool(self.early_stopping),
+            validation_fraction=float(self.validation_fraction),
+            beta_1=float(self.beta_1),
+            beta_2=float(self.beta_2),
+            epsilon=float(self.epsilon),
+            n_iter_no_change=self.n_iter_no_change,
+            max_fun=int(self.max_fun),
+        )
+
+    def _build_task(
+        self,
+        Y: np.ndarray,
+        train_index: np.ndarray,
+        *,
+        incremental: bool = False,
+        init: ModelState | None = None,
+    ) -> ModelTask:
+        """Describe the training of this estimator on rows ``train_index`` of ``Y``.
+
+        Draws the model's seed, then (with ``early_stopping``) the validation split,
+        from ``random_state`` as scikit-learn does, so equal ``random_state`` values
+        give equal models in ``fit`` and in a search.
+
+        Parameters
+        ----------
+        Y : ndarray of shape (n_samples, n_outputs)
+            Encoded targets of the whole data (used to stratify the split).
+        train_index : ndarray of int
+            Rows this model may use.
+        incremental : bool
+            ``partial_fit`` semantics.
+        init : ModelState, optional
+            Starting weights and counters.
+        """
+        hyper = self._hyperparams()
+        random_state = check_random_state(self.random_state)
+        seed = int(random_state.randint(np.iinfo(np.int32).max))
+        val_index = None
+        train_index = np.asarray(train_index, dtype=np.int64)
+        if hyper.early_stopping and hyper.solver in _STOCHASTIC_SOLVERS:
+            if incremental:
+                raise ValueError("partial_fit does not support early_stopping=True")
+            stratify = (
+                Y[train_index] if is_classifier(self) and Y.shape[1] == 1 else None
+            )
+            train_index, val_index = train_test_split(
+                train_index,
+                random_state=random_state,
+                test_size=hyper.validation_fraction,
+                stratify=stratify,
+            )
+            if len(val_index) < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' "
+                    "or the size of your dataset."
+                )
+        return ModelTask(
+            hyper=hyper,
+            train_index=train_index,
+            val_index=val_index,
+            seed=seed,
+            init=init,
+            incremental=incremental,
+        )
+
+    @abstractmethod
+    def _target_kind(self) -> str:
+        """Return the engine's target kind for the fitted targets."""
+
+    def _device_data(self, X, Y, sample_weight) -> DeviceData:
+        if sp.issparse(X):
+            X = X.toarray()
+        return DeviceData.from_numpy(
+            X,
+            Y,
+            target_kind=self._target_kind(),
+            loss=self.loss,
+            sample_weight=sample_weight,
+            device=resolve_device(self.device),
+            dtype=resolve_dtype(self.dtype),
+        )
+
+    # -- fitting -----------------------------------------------------------------
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        hidden = self._hidden_layer_sizes()
+        resolve_device(self.device)
+        resolve_dtype(self.dtype)
+        first_pass = not hasattr(self, "coefs_") or (
+            not self.warm_start and not incremental
+        )
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        n_outputs = Y.shape[1]
+        if first_pass:
+            self._initialize(n_outputs, [X.shape[1], *hidden, n_outputs])
+        elif [c.shape[1] for c in self.coefs_[:-1]] != hidden:
+            raise ValueError(
+                "hidden_layer_sizes changed since the previous fit "
+                f"({[c.shape[1] for c in self.coefs_[:-1]]} -> {hidden}); "
+                "set warm_start=False to refit from scratch."
+            )
+        self.n_outputs_ = n_outputs
+
+        init = None
+        if not first_pass:
+            init = self._model_state(continue_optimizer=incremental)
+        task = self._build_task(
+            Y, np.arange(X.shape[0]), incremental=incremental, init=init
+        )
+        data = self._device_data(X, Y, sample_weight)
+        (result,) = train_models(data, [task], keep_optimizer_state=True)
+        self._apply_result(result)
+        return self
+
+    def _initialize(self, n_outputs: int, layer_units: list[int]) -> None:
+        """Set the attributes of a first fit (scikit-learn's ``_initialize``)."""
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = n_outputs
+        self.n_layers_ = len(layer_units)
+        self.out_activation_ = self._out_activation()
+        for name in ("coefs_", "intercepts_", "_optimizer_state", "_epochs_seen"):
+            if hasattr(self, name):
+                delattr(self, name)
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    def _model_state(self, continue_optimizer: bool) -> ModelState:
+        """Return the fitted weights and counters as an engine starting state."""
+        stochastic = self.solver in _STOCHASTIC_SOLVERS
+        optimizer = (
+            getattr(self, "_optimizer_state", None) if continue_optimizer else None
+        )
+        if optimizer is not None and optimizer.solver != self.solver:
+            optimizer = None
+        return ModelState(
+            coefs=[np.array(c) for c in self.coefs_],
+            intercepts=[np.array(b) for b in self.intercepts_],
+            optimizer=optimizer,
+            t=int(getattr(self, "t_", 0)),
+            epochs_seen=int(getattr(self, "_epochs_seen", 0)),
+            loss_curve=list(getattr(self, "loss_curve_", []) or [])
+            if stochastic
+            else [],
+            best_loss=getattr(self, "best_loss_", np.inf) if stochastic else np.inf,
+            validation_scores=getattr(self, "validation_scores_", None),
+            best_validation_score=getattr(self, "best_validation_score_", None),
+            no_improvement_count=int(getattr(self, "_no_improvement_count", 0)),
+        )
+
+    def _apply_result(self, result: ModelResult) -> None:
+        """Store an engine result as scikit-learn's fitted attributes."""
+        state = result.state
+        self.coefs_ = list(state.coefs)
+        self.intercepts_ = list(state.intercepts)
+        self.n_iter_ = result.n_iter
+        self.loss_ = result.loss
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.t_ = state.t
+            self.loss_curve_ = list(state.loss_curve)
+            self._no_improvement_count = state.no_improvement_count
+            self._epochs_seen = state.epochs_seen
+            self._optimizer_state = state.optimizer
+            if self.early_stopping:
+                self.validation_scores_ = list(state.validation_scores or [])
+                self.best_validation_score_ = state.best_validation_score
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = state.best_loss
+            if self.verbose:
+                self._print_progress(state)
+        if result.failure is not None:
+            raise ValueError(result.failure)
+        if result.convergence_message is not None:
+            warnings.warn(result.convergence_message, ConvergenceWarning, stacklevel=3)
+
+    def _print_progress(self, state: ModelState) -> None:
+        start = len(state.loss_curve) - self.n_iter_
+        scores = state.validation_scores or []
+        for i in range(start, len(state.loss_curve)):
+            print(f"Iteration {i - start + 1}, loss = {state.loss_curve[i]:.8f}")
+            if self.early_stopping and i < len(scores):
+                print(f"Validation score: {scores[i]:f}")
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The target values (class labels in classification, real numbers in
+            regression).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self._validate_params()
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    # -- prediction --------------------------------------------------------------
+    def _forward_pass_fast(self, X, check_input: bool = True) -> np.ndarray:
+        """Return the output layer's activations for ``X`` (scikit-learn's shapes)."""
+        if check_input:
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        activation = X
+        hidden = _HIDDEN[self.activation]
+        last = self.n_layers_ - 2
+        for i in range(self.n_layers_ - 1):
+            activation = np.asarray(activation @ self.coefs_[i]) + self.intercepts_[i]
+            if i != last:
+                activation = hidden(activation)
+        return _OUTPUT[self.out_activation_](activation)
+
+    # -- interoperability --------------------------------------------------------
+    def _sklearn_params(self) -> dict:
+        params = self.get_params(deep=False)
+        params.pop("device")
+        params.pop("dtype")
+        return params
+
+    @abstractmethod
+    def _sklearn_class(self):
+        """Return the matching scikit-learn estimator class."""
+
+    def to_sklearn(self):
+        """Return a fitted scikit-learn estimator holding the same weights.
+
+        Its predictions agree with this model's, and it needs no torch to load or
+        run (deployment).
+
+        Returns
+        -------
+        sklearn.neural_network.MLPClassifier or MLPRegressor
+        """
+        check_is_fitted(self)
+        est = self._sklearn_class()(**self._sklearn_params())
+        skip = {"_optimizer_state", "_epochs_seen"}
+        for name, value in vars(self).items():
+            if name.endswith("_") and not name.startswith("__") and name not in skip:
+                setattr(est, name, value)
+        est.coefs_ = [np.asarray(c, dtype=np.float64) for c in self.coefs_]
+        est.intercepts_ = [np.asarray(b, dtype=np.float64) for b in self.intercepts_]
+        if hasattr(self, "_no_improvement_count"):
+            est._no_improvement_count = self._no_improvement_count
+        return est
+
+    @classmethod
+    def from_sklearn(cls, estimator, **options):
+        """Return an unfitted torchhpo estimator with ``estimator``'s parameters.
+
+        Parameters
+        ----------
+        estimator : sklearn.neural_network.MLPClassifier or MLPRegressor
+        **options
+            torchhpo options (``device``, ``dtype``).
+        """
+        return cls(**estimator.get_params(deep=False), **options)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
