@@ -363,8 +363,9 @@ class BaseMLP(BaseEstimator, ABC):
                 setattr(est, name, value)
         est.coefs_ = [np.asarray(c, dtype=np.float64) for c in self.coefs_]
         est.intercepts_ = [np.asarray(b, dtype=np.float64) for b in self.intercepts_]
-        if hasattr(self, "_no_improvement_count"):
-            est._no_improvement_count = self._no_improvement_count
+        for name in ("_no_improvement_count", "_label_binarizer"):
+            if hasattr(self, name):
+                setattr(est, name, getattr(self, name))
         return est
 
     @classmethod
