@@ -142,12 +142,15 @@ def per_model_loss(
     Tensor of shape (M,)
     """
     w = weight.unsqueeze(-1)
+    # Padding rows carry weight 0 but real inputs, on which an output may overflow
+    # (``exp``); mask their terms so that inf * 0 = NaN cannot leak into the loss.
+    pad = w == 0
     if loss == "squared_error":
-        per_output = ((y - out) ** 2 * w).sum(dim=1) / denom[:, None]
-        return 0.5 * per_output.mean(dim=1)
+        per_output = ((y - out) ** 2).masked_fill_(pad, 0).mul_(w).sum(dim=1)
+        return 0.5 * (per_output / denom[:, None]).mean(dim=1)
     if loss == "poisson":
         terms = torch.xlogy(y, y / out) - y + out
-        return (terms * w).sum(dim=(1, 2)) / denom
+        return terms.masked_fill_(pad, 0).mul_(w).sum(dim=(1, 2)) / denom
     eps = torch.finfo(out.dtype).eps
     prob = out.clamp(eps, 1 - eps)
     if out_activation == "logistic":
@@ -199,7 +202,9 @@ def backward(
         Shaped like the weights and biases.
     """
     scale = denom.reciprocal().view(-1, 1, 1)
-    delta = (activations[-1] - y) * weight.unsqueeze(-1)
+    w = weight.unsqueeze(-1)
+    # Zero on padding rows even where their output overflowed (see per_model_loss).
+    delta = (activations[-1] - y).masked_fill_(w == 0, 0).mul_(w)
     n_layers = len(weights)
     coef_grads: list[torch.Tensor] = [None] * n_layers  # type: ignore[list-item]
     intercept_grads: list[torch.Tensor] = [None] * n_layers  # type: ignore[list-item]

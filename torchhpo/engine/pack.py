@@ -400,7 +400,9 @@ class Pack:
         yv = data.Y[self.val_rows]
         w = self.val_weight
         if data.target_kind == "regression":
-            ss_res = (((yv - out) ** 2) * w.unsqueeze(-1)).sum(dim=1)
+            # Padding rows (weight 0) may overflow (exp output): mask, not inf * 0.
+            sq = ((yv - out) ** 2).masked_fill_(w.unsqueeze(-1) == 0, 0)
+            ss_res = (sq * w.unsqueeze(-1)).sum(dim=1)
             ss_tot = self.val_ss_tot
             r2 = torch.where(
                 ss_tot > 0,
