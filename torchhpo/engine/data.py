@@ -80,9 +80,12 @@ class DeviceData:
             Y = Y.reshape(-1, 1)
 
         def put(a):
-            return torch.as_tensor(np.ascontiguousarray(a, dtype=np.float64)).to(
-                device=device, dtype=dtype
-            )
+            a = np.ascontiguousarray(a, dtype=np.float64)
+            if not a.flags.writeable:
+                # Read-only input (a memmap, a broadcast view): torch cannot wrap it
+                # without warning, so copy it straight to the device instead.
+                return torch.tensor(a, dtype=dtype, device=device)
+            return torch.as_tensor(a).to(device=device, dtype=dtype)
 
         sw = None if sample_weight is None else put(sample_weight)
         return cls(put(X), put(Y), sw, target_kind, loss)
