@@ -1,7 +1,14 @@
-"""Shared pytest configuration: CUDA-marked tests skip without a CUDA device."""
+"""Shared pytest configuration.
+
+CUDA-marked tests skip without a CUDA device. Torch runs single-threaded in tests:
+the test data are small, and OpenMP threads that outnumber free cores (parallel test
+runs, CI neighbours) slow small kernels down by orders of magnitude.
+"""
 
 import pytest
 import torch
+
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
