@@ -1,0 +1,246 @@
+"""Benchmark torchhpo against scikit-learn on the same tasks, in one run.
+
+Every measurement runs in a fresh Python process; torchhpo and scikit-learn runs
+alternate (which one goes first alternates too) and the report gives medians and
+time ratios (scikit-learn time / torchhpo time, so > 1 means torchhpo is faster).
+
+Tasks
+-----
+single
+    One ``fit`` of ``MLPClassifier(random_state=0)`` on standardized digits.
+pack
+    The seed grid's 8 configurations x 5 CV folds = 40 models: torchhpo's engine
+    trains them as packs (one per architecture) against 40 sequential scikit-learn
+    fits.
+seed-grid
+    The seed's ``GridSearchCV`` (standardized digits, cv=5,
+    ``MLPClassifier(random_state=0)``): torchhpo against scikit-learn
+    ``n_jobs=-1``; also per-candidate |delta mean_test_score|.
+seed-random
+    The seed's ``RandomizedSearchCV`` space with ``alpha ~ loguniform(1e-5, 1e-1)``,
+    ``learning_rate_init ~ loguniform(1e-4, 1e-1)``, ``n_iter=20``,
+    ``random_state=0``, cv=5, against scikit-learn ``n_jobs=-1``.
+
+Usage
+-----
+``python scripts/benchmark.py [--tasks single,pack,seed-grid,seed-random]
+[--repeats 3] [--device cpu]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+TASKS = ("single", "pack", "seed-grid", "seed-random")
+
+SEED_GRID = {
+    "hidden_layer_sizes": [(50, 50), (100,)],
+    "activation": ["relu", "tanh"],
+    "solver": ["adam", "sgd"],
+}
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_digits(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def _seed_random_space():
+    from scipy.stats import loguniform
+
+    return {
+        "hidden_layer_sizes": [(50, 50), (100,)],
+        "activation": ["relu", "tanh"],
+        "solver": ["adam", "sgd"],
+        "alpha": loguniform(1e-5, 1e-1),
+        "learning_rate_init": loguniform(1e-4, 1e-1),
+    }
+
+
+def _run_single(impl: str, device: str) -> dict:
+    X, y = _digits()
+    if impl == "torchhpo":
+        from torchhpo import MLPClassifier
+
+        model = MLPClassifier(random_state=0, device=device)
+    else:
+        from sklearn.neural_network import MLPClassifier
+
+        model = MLPClassifier(random_state=0)
+    start = time.perf_counter()
+    model.fit(X, y)
+    return {"seconds": time.perf_counter() - start, "n_iter": model.n_iter_}
+
+
+def _run_pack(impl: str, device: str) -> dict:
+    from sklearn.base import clone
+    from sklearn.model_selection import ParameterGrid, StratifiedKFold
+
+    X, y = _digits()
+    splits = list(StratifiedKFold(5).split(X, y))
+    grid = list(ParameterGrid(SEED_GRID))
+    start = time.perf_counter()
+    if impl == "torchhpo":
+        from torchhpo import MLPClassifier
+        from torchhpo.engine import train_models
+
+        base = MLPClassifier(random_state=0, device=device)
+        Y = base.encode_targets(y)
+        tasks = [
+            clone(base).set_params(**p)._build_task(Y, train)
+            for p in grid
+            for train, _ in splits
+        ]
+        data = base._device_data(X, Y, None)
+        results = train_models(data, tasks)
+        epochs = sum(r.n_iter for r in results)
+    else:
+        from sklearn.neural_network import MLPClassifier
+
+        epochs = 0
+        for p in grid:
+            for train, _ in splits:
+                model = MLPClassifier(random_state=0, **p).fit(X[train], y[train])
+                epochs += model.n_iter_
+    return {"seconds": time.perf_counter() - start, "epochs": epochs}
+
+
+def _run_search(impl: str, device: str, kind: str) -> dict:
+    X, y = _digits()
+    if impl == "torchhpo":
+        from torchhpo import GridSearchCV, MLPClassifier, RandomizedSearchCV
+
+        extra = {"device": device, "progress": False}
+    else:
+        from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+        from sklearn.neural_network import MLPClassifier
+
+        extra = {"n_jobs": -1}
+    model = MLPClassifier(random_state=0)
+    if kind == "seed-grid":
+        search = GridSearchCV(model, SEED_GRID, cv=5, **extra)
+    else:
+        search = RandomizedSearchCV(
+            model, _seed_random_space(), cv=5, n_iter=20, random_state=0, **extra
+        )
+    start = time.perf_counter()
+    search.fit(X, y)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "mean_test_score": [float(v) for v in search.cv_results_["mean_test_score"]],
+        "params": [repr(p) for p in search.cv_results_["params"]],
+        "best_score": float(search.best_score_),
+    }
+
+
+def worker(task: str, impl: str, device: str) -> dict:
+    """Run one measurement in this process and return its figures."""
+    warnings.simplefilter("ignore")
+    if task == "single":
+        return _run_single(impl, device)
+    if task == "pack":
+        return _run_pack(impl, device)
+    return _run_search(impl, device, task)
+
+
+def _measure(task: str, impl: str, device: str) -> dict:
+    cmd = [sys.executable, __file__, "--worker", task, impl, "--device", device]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{task}/{impl} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [
+                line.split(":", 1)[1].strip() for line in f if "model name" in line
+            ]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
+
+
+def main(argv=None) -> int:
+    """Run the benchmark and print a table of medians and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--worker", nargs=2, metavar=("TASK", "IMPL"))
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args.device)))
+        return 0
+
+    import sklearn
+
+    print(f"machine: {_machine()}; scikit-learn {sklearn.__version__}")
+    print(
+        f"date: {time.strftime('%Y-%m-%d')}; repeats: {args.repeats}; "
+        f"device: {args.device}"
+    )
+    rows = []
+    for task in args.tasks.split(","):
+        runs: dict[str, list[dict]] = {"torchhpo": [], "sklearn": []}
+        for r in range(args.repeats):
+            order = ("torchhpo", "sklearn") if r % 2 == 0 else ("sklearn", "torchhpo")
+            for impl in order:
+                runs[impl].append(_measure(task, impl, args.device))
+        t_ours = statistics.median(m["seconds"] for m in runs["torchhpo"])
+        t_sk = statistics.median(m["seconds"] for m in runs["sklearn"])
+        row = {
+            "task": task,
+            "torchhpo_s": t_ours,
+            "sklearn_s": t_sk,
+            "ratio": t_sk / t_ours,
+        }
+        if "mean_test_score" in runs["torchhpo"][0]:
+            ours, theirs = runs["torchhpo"][0], runs["sklearn"][0]
+            assert ours["params"] == theirs["params"], "candidates differ"
+            deltas = [
+                abs(a - b)
+                for a, b in zip(
+                    ours["mean_test_score"], theirs["mean_test_score"], strict=True
+                )
+            ]
+            row["max_delta"] = max(deltas)
+            row["mean_delta"] = sum(deltas) / len(deltas)
+        rows.append(row)
+        _print_row(row)
+    return 0
+
+
+def _print_row(row: dict) -> None:
+    text = (
+        f"{row['task']:<12} torchhpo {row['torchhpo_s']:8.2f} s   "
+        f"scikit-learn {row['sklearn_s']:8.2f} s   speed-up x{row['ratio']:.1f}"
+    )
+    if "max_delta" in row:
+        text += (
+            f"   |delta mean_test_score| max {row['max_delta']:.4f} "
+            f"mean {row['mean_delta']:.4f}"
+        )
+    print(text, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
