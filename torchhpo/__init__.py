@@ -1,10 +1,17 @@
 """torchhpo: scikit-learn's hyper-parameter searches for MLPs, trained as fused packs.
 
->>> from torchhpo import MLPClassifier, MLPRegressor
+>>> from torchhpo import MLPClassifier, MLPRegressor, GridSearchCV, RandomizedSearchCV
 """
 
 from .neural_network import MLPClassifier, MLPRegressor
+from .search import GridSearchCV, RandomizedSearchCV
 
 __version__ = "0.1.0"
 
-__all__ = ["MLPClassifier", "MLPRegressor", "__version__"]
+__all__ = [
+    "GridSearchCV",
+    "MLPClassifier",
+    "MLPRegressor",
+    "RandomizedSearchCV",
+    "__version__",
+]

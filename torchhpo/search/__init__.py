@@ -1,0 +1,18 @@
+"""scikit-learn's hyper-parameter searches, with every (candidate, fold) model fused.
+
+The searches decide what to train (candidates from ``ParameterGrid`` /
+``ParameterSampler``, folds from ``check_cv``) and score it with scikit-learn's
+scorers; the :mod:`scheduler <torchhpo.search._scheduler>` turns the (candidate,
+fold) models into engine tasks over data views, and the engine trains them in packs.
+
+Modules, in data-flow order: ``_space`` (checks on the parameter space),
+``_estimators`` (which estimators the engine can train), ``_views`` (the data each
+model trains on), ``_scheduler`` (tasks -> engine -> fitted models), ``_replay``
+(scoring through scikit-learn), ``_progress`` (the bar), ``_base`` (the search's
+``fit``), ``_grid`` / ``_random`` (the public classes).
+"""
+
+from ._grid import GridSearchCV
+from ._random import RandomizedSearchCV
+
+__all__ = ["GridSearchCV", "RandomizedSearchCV"]

@@ -1,0 +1,311 @@
+"""The fold-aware scheduler: a search's (candidate, fold) models, trained fused.
+
+``evaluate`` is what scikit-learn's ``evaluate_candidates`` does with
+``Parallel(_fit_and_score(...))``, with the training replaced:
+
+1. configure every candidate (``clone(estimator).set_params(**params)``), so an
+   unknown parameter name fails before any training, and check each fusable
+   candidate's parameter values (an invalid one fails that candidate's fits);
+2. for every (candidate, fold) of a fusable candidate, describe its MLP's training
+   as an engine task over a :mod:`view <torchhpo.search._views>` of the data (the
+   whole ``X``, rows = the fold's training indices, or a Pipeline's per-fold output);
+3. hand all tasks sharing a device, dtype and data shape to one
+   :func:`~torchhpo.engine.train_models` call, over one
+   :class:`~torchhpo.engine.DeviceData` (the data goes to the device once), which
+   packs models of equal shapes and trains them together;
+4. store each result on its estimator (``_apply_result``), then score it through
+   scikit-learn's ``_fit_and_score`` (:mod:`~torchhpo.search._replay`).
+
+Candidates of other estimators, and folds a view cannot serve, run per fit through
+scikit-learn's ``_fit_and_score`` itself. Results come back in scikit-learn's order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection._validation import _fit_and_score
+from sklearn.utils.parallel import delayed
+
+from .._device import resolve_device, resolve_dtype
+from ..engine import DeviceData, ModelResult, train_models
+from ..neural_network import BaseMLP
+from ._estimators import FusedForm, fused_form
+from ._progress import progress_bar
+from ._replay import collect_convergence_warnings, replay_fit_and_score
+from ._views import View, Views
+
+
+@dataclass
+class _Model:
+    """One (candidate, fold) model of a fusable candidate."""
+
+    index: int  # position in the (candidate, fold) product order
+    form: FusedForm
+    view: View | None = None
+    mlp: BaseMLP | None = None
+    result: ModelResult | None = None
+    error: BaseException | None = None
+    fitted: object = None
+
+    def data_key(self) -> tuple:
+        """Models with equal keys train over one DeviceData."""
+        mlp = self.mlp
+        return (
+            resolve_device(mlp.device),
+            resolve_dtype(mlp.dtype),
+            mlp.loss,
+            mlp._target_kind(),
+            self.view.X.shape[1],
+            self.view.n_outputs,
+        )
+
+    @property
+    def fit_time(self) -> float:
+        if self.result is None:
+            return 0.0
+        return self.result.fit_time + self.view.prefix_time / max(self.view.n_models, 1)
+
+
+def _check_candidate(form: FusedForm) -> BaseException | None:
+    """Return what the candidate's MLP ``fit`` raises for its parameters, if any."""
+    mlp = form.mlp
+    try:
+        mlp._validate_params()
+        mlp._hidden_layer_sizes()
+        resolve_device(mlp.device)
+        resolve_dtype(mlp.dtype)
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _prepare(model: _Model) -> None:
+    """Give the model's MLP the attributes its own ``fit`` sets before training."""
+    view = model.view
+    mlp = clone(model.form.mlp)
+    vars(mlp).update(view.attrs)
+    hidden = mlp._hidden_layer_sizes()
+    mlp._initialize(view.n_outputs, [view.X.shape[1], *hidden, view.n_outputs])
+    mlp.n_outputs_ = view.n_outputs
+    model.mlp = mlp
+
+
+class FusedScheduler:
+    """Evaluate candidates for one search ``fit``.
+
+    Parameters
+    ----------
+    search : BaseSearchCV
+        The search (its ``device``, ``dtype``, ``progress``, ``max_pack_size``).
+    X, y : array-like
+        The search's data (after ``indexable``).
+    fit_and_score_kwargs : dict
+        The arguments scikit-learn passes to every ``_fit_and_score`` call.
+    parallel : joblib.Parallel
+        Runs per-fit evaluations (``return_as="generator"``).
+    routing : bool
+        Whether metadata routing is enabled.
+    """
+
+    def __init__(self, search, X, y, *, fit_and_score_kwargs, parallel, routing):
+        self.search = search
+        self.X, self.y = X, y
+        self.kwargs = fit_and_score_kwargs
+        self.parallel = parallel
+        self.routing = routing
+        self.error_score = fit_and_score_kwargs["error_score"]
+
+    # -- planning -----------------------------------------------------------------
+    def _form(self, estimator) -> FusedForm | None:
+        form = fused_form(estimator, self.search.device, self.search.dtype)
+        fit_params = self.kwargs["fit_params"]
+        if form is not None and form.fit_params_supported(fit_params, self.routing):
+            return form
+        return None
+
+    def _failed(self, model: _Model, error: BaseException) -> _Model:
+        if self.error_score == "raise":
+            raise error
+        model.error = error
+        return model
+
+    def _plan(self, configured, splits) -> tuple[list[_Model], list[int]]:
+        """Split the (candidate, fold) pairs into fused models and per-fit indices."""
+        forms = [self._form(est) for est in configured]
+        checks = {
+            c: _check_candidate(form)
+            for c, form in enumerate(forms)
+            if form is not None
+        }
+        views = Views(self.X, self.y, splits, self.kwargs["fit_params"])
+        fused, per_fit = [], []
+        pairs = product(range(len(configured)), range(len(splits)))
+        for index, (c, s) in enumerate(pairs):
+            form = forms[c]
+            if form is None:
+                per_fit.append(index)
+                continue
+            model = _Model(index, form)
+            if checks[c] is not None:
+                fused.append(self._failed(model, checks[c]))
+                continue
+            view = views.get(form, s)
+            if view is None:
+                per_fit.append(index)
+                continue
+            if isinstance(view, BaseException):
+                fused.append(self._failed(model, view))
+                continue
+            model.view = view
+            _prepare(model)
+            view.n_models += 1
+            fused.append(model)
+        return fused, per_fit
+
+    # -- training -----------------------------------------------------------------
+    def _train(self, models: list[_Model], splits, bar) -> None:
+        """Train every prepared model, one engine call per data key."""
+        groups: dict[tuple, list[_Model]] = {}
+        for model in models:
+            if model.error is None:
+                groups.setdefault(model.data_key(), []).append(model)
+        for (device, dtype, loss, kind, _, _), members in groups.items():
+            views, offsets, total = [], {}, 0
+            for model in members:
+                if id(model.view) not in offsets:
+                    offsets[id(model.view)] = total
+                    total += len(model.view.X)
+                    views.append(model.view)
+            X, Y, sw = _stack(views)
+            tasks, trained = [], []
+            for model in members:
+                train = splits[model.index % len(splits)][0]
+                rows = model.view.rows(train) + offsets[id(model.view)]
+                try:
+                    tasks.append(model.mlp._build_task(Y, rows))
+                except Exception as exc:
+                    self._failed(model, exc)
+                    continue
+                trained.append(model)
+            bar.update(len(members) - len(trained))
+            if not tasks:
+                continue
+            data = DeviceData.from_numpy(
+                X,
+                Y,
+                target_kind=kind,
+                loss=loss,
+                sample_weight=sw,
+                device=device,
+                dtype=dtype,
+            )
+            results = train_models(
+                data,
+                tasks,
+                max_pack_size=self.search.max_pack_size,
+                on_finished=bar.update,
+            )
+            for model, result in zip(trained, results, strict=True):
+                model.result = result
+
+    def _apply(self, models: list[_Model]) -> None:
+        """Store results as fitted attributes; training failures become errors."""
+        for model in models:
+            if model.error is not None:
+                continue
+            try:
+                model.mlp._apply_result(model.result)
+            except Exception as exc:
+                model.error = exc
+            else:
+                model.fitted = model.form.assemble(model.mlp, model.view.prefix)
+
+    # -- the whole evaluation -----------------------------------------------------
+    def evaluate(self, base_estimator, candidate_params, splits, contexts) -> list:
+        """Return ``_fit_and_score`` results for every (candidate, fold), in order.
+
+        Parameters
+        ----------
+        base_estimator : estimator
+            The search's (cloned) estimator.
+        candidate_params : list of dict
+            Candidates, in order.
+        splits : list of (train, test)
+            The folds, in order.
+        contexts : list
+            scikit-learn callback contexts, one per (candidate, fold), or Nones.
+        """
+        n_candidates, n_splits = len(candidate_params), len(splits)
+        configured = [
+            clone(base_estimator).set_params(**clone(params, safe=False))
+            for params in candidate_params
+        ]
+        fused, per_fit = self._plan(configured, splits)
+        results: list = [None] * (n_candidates * n_splits)
+        desc = type(self.search).__name__
+        with progress_bar(len(results), self.search.progress, desc) as bar:
+            self._train(fused, splits, bar)
+            collect_convergence_warnings(
+                lambda: self._apply(fused), n_models=len(results), stacklevel=4
+            )
+            jobs = (
+                delayed(_fit_and_score)(
+                    clone(base_estimator),
+                    self.X,
+                    self.y,
+                    train=splits[i % n_splits][0],
+                    test=splits[i % n_splits][1],
+                    parameters=candidate_params[i // n_splits],
+                    split_progress=(i % n_splits, n_splits),
+                    candidate_progress=(i // n_splits, n_candidates),
+                    **self.kwargs,
+                    caller=self.search,
+                    callback_ctx=contexts[i],
+                )
+                for i in per_fit
+            )
+            if per_fit:
+                for i, out in zip(per_fit, self.parallel(jobs), strict=True):
+                    results[i] = out
+                    bar.update(1)
+        for model in fused:
+            i = model.index
+            c, s = divmod(i, n_splits)
+            results[i] = replay_fit_and_score(
+                model.fitted if model.error is None else model.form.estimator,
+                self.X,
+                self.y,
+                train=splits[s][0],
+                test=splits[s][1],
+                parameters=candidate_params[c],
+                fit_time=model.fit_time,
+                error=model.error,
+                split_progress=(s, n_splits),
+                candidate_progress=(c, n_candidates),
+                caller=self.search,
+                callback_ctx=contexts[i],
+                **self.kwargs,
+            )
+        return results
+
+
+def _stack(views: list[View]):
+    """Concatenate views' rows into one array set (no copy for a single view)."""
+    if len(views) == 1:
+        view = views[0]
+        return view.X, view.Y, view.sample_weight
+    X = np.concatenate([v.X for v in views])
+    Y = np.concatenate([v.Y for v in views])
+    if all(v.sample_weight is None for v in views):
+        return X, Y, None
+    sw = np.concatenate(
+        [
+            np.ones(len(v.X)) if v.sample_weight is None else v.sample_weight
+            for v in views
+        ]
+    )
+    return X, Y, sw
