@@ -9,6 +9,7 @@ a model trained in a search is the model ``fit`` would train.
 
 from __future__ import annotations
 
+import operator
 import warnings
 from abc import ABC, abstractmethod
 
@@ -60,6 +61,35 @@ _OUTPUT = {
 }
 
 
+def _layer_size(size) -> int:
+    """Return one hidden layer size as an int, refusing what NumPy's allocation does.
+
+    scikit-learn allocates ``(fan_in, size)`` weights with NumPy, which raises
+    ``TypeError`` for floats (even integral ones) and booleans.
+    """
+    if isinstance(size, (bool, np.bool_)):
+        raise TypeError("an integer is required")
+    return operator.index(size)
+
+
+def _check_representable(name: str, array: np.ndarray | None, dtype) -> None:
+    """Refuse values that overflow the training dtype, in scikit-learn's words.
+
+    Validation checked the data in float64; a float32 model would see such values as
+    infinity and train on them.
+    """
+    if array is None or array.size == 0 or dtype == torch.float64:
+        return
+    if not np.issubdtype(array.dtype, np.floating) or array.dtype.itemsize <= 4:
+        return
+    limit = torch.finfo(dtype).max
+    if array.max() > limit or array.min() < -limit:
+        numpy_dtype = np.dtype(str(dtype).removeprefix("torch."))
+        raise ValueError(
+            f"Input {name} contains infinity or a value too large for {numpy_dtype!r}."
+        )
+
+
 class BaseMLP(BaseEstimator, ABC):
     """Base class for torchhpo's multi-layer perceptrons.
 
@@ -79,14 +109,31 @@ class BaseMLP(BaseEstimator, ABC):
             setattr(self, name, value)
 
     # -- the engine seam ---------------------------------------------------------
-    def _hidden_layer_sizes(self) -> list[int]:
+    def _checked_hidden_layer_sizes(self) -> list:
+        """Return ``hidden_layer_sizes`` as a list, rejecting sizes below 1.
+
+        The check scikit-learn's ``_fit`` makes before it validates the data.
+        """
         sizes = self.hidden_layer_sizes
         if not hasattr(sizes, "__iter__"):
             sizes = [sizes]
         sizes = list(sizes)
         if np.any(np.array(sizes) <= 0):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
-        return [int(s) for s in sizes]
+        return sizes
+
+    def _hidden_layer_sizes(self) -> list[int]:
+        """Return the hidden layer sizes as Python ints.
+
+        Raises
+        ------
+        ValueError
+            If a size is below 1.
+        TypeError
+            If a size is not an integer (``(10.0,)``), as scikit-learn, whose weight
+            allocation raises ``'float' object cannot be interpreted as an integer``.
+        """
+        return [_layer_size(s) for s in self._checked_hidden_layer_sizes()]
 
     def _hyperparams(self) -> Hyperparams:
         """Return this estimator's training hyper-parameters for the engine."""
@@ -174,8 +221,19 @@ class BaseMLP(BaseEstimator, ABC):
         """Return the engine's target kind for the fitted targets."""
 
     def _device_data(self, X, Y, sample_weight) -> DeviceData:
+        """Return validated data on the training device, in the training dtype.
+
+        Raises
+        ------
+        ValueError
+            If a value of ``X``, ``y`` or ``sample_weight`` overflows the training
+            dtype (float32 holds magnitudes up to about 3.4e38).
+        """
         if sp.issparse(X):
             X = X.toarray()
+        dtype = resolve_dtype(self.dtype)
+        for name, array in (("X", X), ("y", Y), ("sample_weight", sample_weight)):
+            _check_representable(name, array, dtype)
         return DeviceData.from_numpy(
             X,
             Y,
@@ -183,18 +241,19 @@ class BaseMLP(BaseEstimator, ABC):
             loss=self.loss,
             sample_weight=sample_weight,
             device=resolve_device(self.device),
-            dtype=resolve_dtype(self.dtype),
+            dtype=dtype,
         )
 
     # -- fitting -----------------------------------------------------------------
     def _fit(self, X, y, sample_weight=None, incremental=False):
-        hidden = self._hidden_layer_sizes()
+        self._checked_hidden_layer_sizes()
         resolve_device(self.device)
         resolve_dtype(self.dtype)
         first_pass = not hasattr(self, "coefs_") or (
             not self.warm_start and not incremental
         )
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        hidden = self._hidden_layer_sizes()
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
@@ -375,9 +434,28 @@ class BaseMLP(BaseEstimator, ABC):
         Parameters
         ----------
         estimator : sklearn.neural_network.MLPClassifier or MLPRegressor
+            The scikit-learn counterpart of ``cls`` (fitted or not; only its
+            parameters are taken).
         **options
             torchhpo options (``device``, ``dtype``).
+
+        Returns
+        -------
+        MLPClassifier or MLPRegressor
+            An unfitted estimator of class ``cls``.
+
+        Raises
+        ------
+        TypeError
+            If ``estimator`` is not an instance of ``cls``'s scikit-learn
+            counterpart.
         """
+        expected = cls()._sklearn_class()
+        if not isinstance(estimator, expected):
+            raise TypeError(
+                f"{cls.__name__}.from_sklearn expects a scikit-learn "
+                f"{expected.__name__}, got {type(estimator).__name__} instead."
+            )
         return cls(**estimator.get_params(deep=False), **options)
 
     def __sklearn_tags__(self):
