@@ -1,0 +1,70 @@
+"""The trainer's schedule (packs, splits, worker threads) never changes a result."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import StratifiedKFold
+
+from torchhpo.engine import DeviceData, Hyperparams, ModelTask, train_models
+from torchhpo.engine.trainer import balance_packs, plan_packs
+
+
+@pytest.fixture(scope="module")
+def digits_tasks():
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:400] / 16.0, y[:400]
+    Y = np.eye(10)[y]
+    data = DeviceData.from_numpy(
+        X, Y, target_kind="multiclass", loss="log_loss", dtype=torch.float64
+    )
+    folds = [train for train, _ in StratifiedKFold(3).split(X, y)]
+    configs = [
+        dict(hidden_layer_sizes=(16,), activation="relu", solver="adam"),
+        dict(hidden_layer_sizes=(16,), activation="tanh", solver="sgd"),
+        dict(hidden_layer_sizes=(8, 8), activation="logistic", solver="adam"),
+        dict(hidden_layer_sizes=(16,), activation="relu", solver="lbfgs"),
+    ]
+    tasks = [
+        ModelTask(Hyperparams(max_iter=15, **c), train, seed=7 + i)
+        for i, c in enumerate(configs)
+        for train in folds
+    ]
+    return data, tasks
+
+
+def _weights(results):
+    return [np.concatenate([c.ravel() for c in r.state.coefs]) for r in results]
+
+
+def test_worker_threads_give_identical_results(digits_tasks):
+    data, tasks = digits_tasks
+    serial = train_models(data, tasks, n_workers=1)
+    threaded = train_models(data, tasks, n_workers=3)
+    for a, b in zip(_weights(serial), _weights(threaded), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [r.n_iter for r in serial] == [r.n_iter for r in threaded]
+
+
+def test_worker_threads_restore_torch_threads(digits_tasks):
+    data, tasks = digits_tasks
+    before = torch.get_num_threads()
+    train_models(data, tasks[:4], n_workers=2)
+    assert torch.get_num_threads() == before
+
+
+def test_plan_groups_by_shape_and_leaves_lbfgs_out(digits_tasks):
+    _, tasks = digits_tasks
+    packs = plan_packs(tasks)
+    shapes = [{tasks[i].hyper.shape_key() for i in p} for p in packs]
+    assert all(len(s) == 1 for s in shapes)
+    planned = sorted(i for p in packs for i in p)
+    assert planned == [i for i, t in enumerate(tasks) if t.hyper.solver != "lbfgs"]
+    assert len(packs) == 2  # (16,) and (8, 8)
+
+
+def test_balance_splits_until_every_worker_has_a_pack():
+    packs = balance_packs([list(range(10))], 4)
+    assert len(packs) == 4
+    assert sorted(i for p in packs for i in p) == list(range(10))
+    assert balance_packs([[0]], 4) == [[0]]
