@@ -168,6 +168,7 @@ class Pack:
         self.train_rows, self.n_train = _pad(
             [t.train_index for t in self.tasks], device
         )
+        self.n_train_host = self.n_train.cpu().numpy()
         self.batch = torch.tensor(
             [
                 effective_batch_size(h.batch_size, len(t.train_index))
@@ -455,6 +456,7 @@ class Pack:
                 setattr(self, name, getattr(self, name).index_select(0, index))
             if self.data.target_kind == "regression":
                 self.val_ss_tot = self.val_ss_tot.index_select(0, index)
+        self.n_train_host = self.n_train_host[keep]
         self.tracker.select(keep)
         self.alive = self.alive[keep]
         self._refresh_layout()
@@ -523,10 +525,8 @@ class Pack:
             self.loss_history[positions, epoch] = losses
             if val_scores is not None:
                 self.val_history[positions, epoch] = val_scores
-            self.model_cost[positions] += self.n_train.cpu().numpy()
-            outcome = self.tracker.end_epoch(
-                losses, val_scores, self.n_train.cpu().numpy()
-            )
+            self.model_cost[positions] += self.n_train_host
+            outcome = self.tracker.end_epoch(losses, val_scores, self.n_train_host)
             if self.early_stopping and outcome.improved.any():
                 self._save_best(outcome.improved)
             failed = np.zeros(self.size, dtype=bool)
@@ -536,14 +536,9 @@ class Pack:
                 failed[slots] = ~self._finite_weights(slots)
             stopped = outcome.stopped | failed
             if self.has_schedules:
+                # Adam models keep learning_rate_init in the tracker too.
                 self.opt.learning_rate.copy_(
-                    torch.from_numpy(
-                        np.where(
-                            self.tracker.is_sgd,
-                            self.tracker.learning_rate,
-                            self.opt.learning_rate.cpu().numpy(),
-                        )
-                    )
+                    torch.from_numpy(self.tracker.learning_rate)
                 )
             epoch += 1
             if stopped.any():
