@@ -47,12 +47,14 @@ class EngineSpy:
 
     def __init__(self, monkeypatch):
         self.calls = []
+        self.devices = []
         self.transfers = 0
         train_models = scheduler_module.train_models
         from_numpy = scheduler_module.DeviceData.from_numpy
 
         def spy_train(data, tasks, **kwargs):
             self.calls.append(list(tasks))
+            self.devices.append(data.device)
             return train_models(data, tasks, **kwargs)
 
         def spy_from_numpy(*args, **kwargs):

@@ -35,6 +35,7 @@ from sklearn.utils.metadata_routing import _routing_enabled
 from sklearn.utils.parallel import Parallel
 from sklearn.utils.validation import _check_method_params, indexable
 
+from .._device import resolve_device, resolve_dtype
 from ._estimators import refit as refit_estimator
 from ._scheduler import FusedScheduler
 
@@ -54,6 +55,13 @@ class BaseSearchCV(_SklearnBaseSearchCV):
     The torchhpo options ``device``, ``dtype``, ``progress`` and ``max_pack_size``
     are attributes set by the subclasses' constructors.
     """
+
+    def _check_torchhpo_options(self) -> None:
+        """Fail early, quoting the value, on a device or dtype that cannot be used."""
+        if self.device is not None:
+            resolve_device(self.device)
+        if self.dtype is not None:
+            resolve_dtype(self.dtype)
 
     @_fit_context(
         # *SearchCV.estimator is not validated yet
@@ -83,6 +91,7 @@ class BaseSearchCV(_SklearnBaseSearchCV):
         self : object
             Instance of fitted estimator.
         """
+        self._check_torchhpo_options()
         scorers, refit_metric = self._get_scorers()
 
         X, y = indexable(X, y)

@@ -161,7 +161,11 @@ class FusedScheduler:
                 fused.append(self._failed(model, view))
                 continue
             model.view = view
-            _prepare(model)
+            try:
+                _prepare(model)
+            except Exception as exc:
+                fused.append(self._failed(model, exc))
+                continue
             view.n_models += 1
             fused.append(model)
         return fused, per_fit
@@ -173,6 +177,7 @@ class FusedScheduler:
         for model in models:
             if model.error is None:
                 groups.setdefault(model.data_key(), []).append(model)
+        bar.update(sum(model.error is not None for model in models))
         for (device, dtype, loss, kind, _, _), members in groups.items():
             views, offsets, total = [], {}, 0
             for model in members:
