@@ -44,9 +44,29 @@ class OptimizerHyper:
             )
         )
 
+    def columns(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """Return ``(M, 1, 1)`` copies in ``dtype``, made once, for the hot loop."""
+        cache = self.__dict__.setdefault("_columns", {})
+        if dtype not in cache:
 
-def _col(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return t.to(dtype).view(-1, 1, 1)
+            def col(t):
+                return t.to(dtype).view(-1, 1, 1)
+
+            cache[dtype] = {
+                "beta_1": col(self.beta_1),
+                "one_minus_beta_1": col(1 - self.beta_1),
+                "beta_2": col(self.beta_2),
+                "one_minus_beta_2": col(1 - self.beta_2),
+                "epsilon": col(self.epsilon),
+                "momentum": col(self.momentum),
+                "learning_rate": col(self.learning_rate),
+            }
+        return cache[dtype]
+
+    def set_learning_rate(self, values: torch.Tensor) -> None:
+        """Replace the per-model learning rates (SGD schedules, once per epoch)."""
+        self.learning_rate.copy_(values)
+        self.__dict__.pop("_columns", None)
 
 
 def adam_step_(
@@ -65,15 +85,17 @@ def adam_step_(
     b1 = hyper.beta_1[start:stop]
     b2 = hyper.beta_2[start:stop]
     lr = hyper.learning_rate[start:stop] * torch.sqrt(1 - b2**step) / (1 - b1**step)
-    lr = _col(lr, dtype)
-    b1c, b2c = _col(b1, dtype), _col(b2, dtype)
-    eps = _col(hyper.epsilon[start:stop], dtype)
+    lr = lr.to(dtype).view(-1, 1, 1)
+    cols = hyper.columns(dtype)
+    b1c, omb1 = cols["beta_1"][start:stop], cols["one_minus_beta_1"][start:stop]
+    b2c, omb2 = cols["beta_2"][start:stop], cols["one_minus_beta_2"][start:stop]
+    eps = cols["epsilon"][start:stop]
     for p, g, m, v in zip(params, grads, first, second, strict=True):
         g = g[start:stop]
         m = m[start:stop]
         v = v[start:stop]
-        m.mul_(b1c).addcmul_(1 - b1c, g)
-        v.mul_(b2c).addcmul_(1 - b2c, g * g)
+        m.mul_(b1c).addcmul_(omb1, g)
+        v.mul_(b2c).addcmul_(omb2, g * g)
         p[start:stop].addcdiv_(m * lr, v.sqrt().add_(eps), value=-1)
 
 
@@ -87,14 +109,14 @@ def sgd_step_(
     nesterov: bool,
 ) -> None:
     """Apply one SGD-with-momentum update in place to models ``[start, stop)``."""
-    dtype = params[0].dtype
-    lr = _col(hyper.learning_rate[start:stop], dtype)
-    mu = _col(hyper.momentum[start:stop], dtype)
+    cols = hyper.columns(params[0].dtype)
+    lr = cols["learning_rate"][start:stop]
+    mu = cols["momentum"][start:stop]
     for p, g, vel in zip(params, grads, velocity, strict=True):
-        g = g[start:stop]
+        step = lr * g[start:stop]
         vel = vel[start:stop]
-        vel.mul_(mu).sub_(lr * g)
+        vel.mul_(mu).sub_(step)
         if nesterov:
-            p[start:stop].add_(vel * mu).sub_(lr * g)
+            p[start:stop].add_(vel * mu).sub_(step)
         else:
             p[start:stop].add_(vel)

@@ -386,7 +386,7 @@ class Pack:
         losses = loss_acc / self.n_train.to(loss_acc.dtype)
         if self.early_stopping:
             scores = self._validation_scores()
-            both = torch.stack([losses, scores.to(losses.dtype)]).cpu().numpy()
+            both = torch.stack([losses.double(), scores.double()]).cpu().numpy()
             return both[0].astype(float), both[1].astype(float)
         return losses.cpu().numpy().astype(float), None
 
@@ -417,7 +417,9 @@ class Pack:
             correct = out.argmax(dim=2) == yv.argmax(dim=2)
         else:
             correct = ((out > 0.5) == (yv > 0.5)).all(dim=2)
-        return (correct.to(w.dtype) * w).sum(dim=1) / self.val_weight_sum
+        # In float64 whatever the dtype: scikit-learn's exact k / n accuracies.
+        hits = (correct.to(torch.float64) * w).sum(dim=1)
+        return hits / self.val_weight_sum.to(torch.float64)
 
     def _save_best(self, improved: np.ndarray) -> None:
         index = torch.from_numpy(np.flatnonzero(improved)).to(self.data.device)
@@ -537,9 +539,7 @@ class Pack:
             stopped = outcome.stopped | failed
             if self.has_schedules:
                 # Adam models keep learning_rate_init in the tracker too.
-                self.opt.learning_rate.copy_(
-                    torch.from_numpy(self.tracker.learning_rate)
-                )
+                self.opt.set_learning_rate(torch.from_numpy(self.tracker.learning_rate))
             epoch += 1
             if stopped.any():
                 slots = np.flatnonzero(stopped)
