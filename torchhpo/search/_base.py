@@ -67,7 +67,7 @@ class BaseSearchCV(_SklearnBaseSearchCV):
         # *SearchCV.estimator is not validated yet
         prefer_skip_nested_validation=False
     )
-    def fit(self, X, y=None, **params):
+    def fit(self, X, y=None, **params) -> BaseSearchCV:
         """Run fit with all sets of parameters.
 
         Every (candidate, fold) model of an MLP (torchhpo's or scikit-learn's, alone
