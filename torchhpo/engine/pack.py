@@ -539,9 +539,7 @@ class Pack:
             stopped = outcome.stopped | failed
             if self.has_schedules:
                 # Adam models keep learning_rate_init in the tracker too.
-                self.opt.learning_rate.copy_(
-                    torch.from_numpy(self.tracker.learning_rate)
-                )
+                self.opt.set_learning_rate(torch.from_numpy(self.tracker.learning_rate))
             epoch += 1
             if stopped.any():
                 slots = np.flatnonzero(stopped)
