@@ -9,6 +9,8 @@ a model trained in a search is the model ``fit`` would train.
 
 from __future__ import annotations
 
+import copy
+import math
 import operator
 import warnings
 from abc import ABC, abstractmethod
@@ -20,6 +22,7 @@ from sklearn.base import BaseEstimator, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network._multilayer_perceptron import BaseMultilayerPerceptron
+from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import (
@@ -37,6 +40,7 @@ from ..engine import (
     ModelTask,
     train_models,
 )
+from ..engine.convergence import ConvergenceTracker
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 
@@ -276,7 +280,7 @@ class BaseMLP(BaseEstimator, ABC):
         )
         data = self._device_data(X, Y, sample_weight)
         (result,) = train_models(data, [task], keep_optimizer_state=True)
-        self._apply_result(result)
+        self._apply_result(result, task=task, dtype=X.dtype)
         return self
 
     def _initialize(self, n_outputs: int, layer_units: list[int]) -> None:
@@ -324,11 +328,30 @@ class BaseMLP(BaseEstimator, ABC):
             no_improvement_count=int(getattr(self, "_no_improvement_count", 0)),
         )
 
-    def _apply_result(self, result: ModelResult) -> None:
-        """Store an engine result as scikit-learn's fitted attributes."""
+    def _apply_result(
+        self,
+        result: ModelResult,
+        *,
+        task: ModelTask | None = None,
+        dtype: np.dtype | None = None,
+    ) -> None:
+        """Store an engine result as scikit-learn's fitted attributes.
+
+        Parameters
+        ----------
+        result : ModelResult
+            What the engine returned for this estimator's task.
+        task : ModelTask, optional
+            The task trained; with ``verbose`` it lets the progress lines include
+            scikit-learn's stopping and learning-rate messages.
+        dtype : numpy dtype, optional
+            Store ``coefs_`` / ``intercepts_`` in this dtype; scikit-learn keeps them
+            in the dtype of the validated ``X`` (float64 or float32), whatever the
+            training precision.
+        """
         state = result.state
-        self.coefs_ = list(state.coefs)
-        self.intercepts_ = list(state.intercepts)
+        self.coefs_ = [np.asarray(c, dtype=dtype) for c in state.coefs]
+        self.intercepts_ = [np.asarray(b, dtype=dtype) for b in state.intercepts]
         self.n_iter_ = result.n_iter
         self.loss_ = result.loss
         if self.solver in _STOCHASTIC_SOLVERS:
@@ -344,19 +367,64 @@ class BaseMLP(BaseEstimator, ABC):
             else:
                 self.best_loss_ = state.best_loss
             if self.verbose:
-                self._print_progress(state)
+                self._print_progress(state, task)
         if result.failure is not None:
             raise ValueError(result.failure)
         if result.convergence_message is not None:
             warnings.warn(result.convergence_message, ConvergenceWarning, stacklevel=3)
 
-    def _print_progress(self, state: ModelState) -> None:
-        start = len(state.loss_curve) - self.n_iter_
+    def _print_progress(self, state: ModelState, task: ModelTask | None) -> None:
+        """Print scikit-learn's verbose lines for the epochs just trained.
+
+        The engine trains silently; afterwards the lines of each epoch (loss,
+        validation score, and the optimizer's messages when the stopping rule fires)
+        are rebuilt by replaying scikit-learn's rule on the recorded curves.
+        """
+        first = len(state.loss_curve) - self.n_iter_
         scores = state.validation_scores or []
-        for i in range(start, len(state.loss_curve)):
-            print(f"Iteration {i - start + 1}, loss = {state.loss_curve[i]:.8f}")
+        tracker = None
+        if task is not None:
+            start = task.init if task.init is not None else ModelState([], [])
+            tracker = ConvergenceTracker([task.hyper], [start], [task.incremental])
+            n_train = np.array([len(task.train_index)])
+        for i in range(first, len(state.loss_curve)):
+            print(f"Iteration {i - first + 1}, loss = {state.loss_curve[i]:.8f}")
+            val = None
             if self.early_stopping and i < len(scores):
+                val = np.array([scores[i]], dtype=float)
                 print(f"Validation score: {scores[i]:f}")
+            if tracker is not None:
+                message = self._stopping_message(
+                    tracker, np.array([state.loss_curve[i]]), val, n_train
+                )
+                if message:
+                    print(message)
+
+    def _stopping_message(self, tracker, losses, val_scores, n_train) -> str | None:
+        """Apply one epoch to ``tracker``; return the optimizer's verbose message.
+
+        The messages of scikit-learn's ``trigger_stopping`` when the epoch ends
+        ``n_iter_no_change`` epochs without a ``tol`` improvement.
+        """
+        rate = tracker.learning_rate[0]
+        outcome = tracker.end_epoch(losses, val_scores, n_train)
+        adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
+        lowered = adaptive and tracker.learning_rate[0] < rate
+        stopped = bool(outcome.converged[0]) and (
+            tracker.no_improvement[0] > tracker.n_iter_no_change[0]
+        )
+        if not (lowered or stopped):
+            return None
+        what = "Validation score" if self.early_stopping else "Training loss"
+        message = (
+            f"{what} did not improve more than tol={self.tol:f} for "
+            f"{int(self.n_iter_no_change)} consecutive epochs."
+        )
+        if lowered:
+            return f"{message} Setting learning rate to {tracker.learning_rate[0]:f}"
+        if adaptive:
+            return f"{message} Learning rate too small. Stopping."
+        return f"{message} Stopping."
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model to data matrix X and target(s) y.
@@ -408,24 +476,84 @@ class BaseMLP(BaseEstimator, ABC):
         """Return a fitted scikit-learn estimator holding the same weights.
 
         Its predictions agree with this model's, and it needs no torch to load or
-        run (deployment).
+        run (deployment). It carries the training state too (counters, loss curve,
+        the stochastic optimizer's moments), so its own ``partial_fit`` or
+        ``warm_start`` fit continues where this model stopped.
 
         Returns
         -------
         sklearn.neural_network.MLPClassifier or MLPRegressor
+            A new estimator; it shares no mutable state with this one.
         """
         check_is_fitted(self)
         est = self._sklearn_class()(**self._sklearn_params())
         skip = {"_optimizer_state", "_epochs_seen"}
         for name, value in vars(self).items():
             if name.endswith("_") and not name.startswith("__") and name not in skip:
-                setattr(est, name, value)
-        est.coefs_ = [np.asarray(c, dtype=np.float64) for c in self.coefs_]
-        est.intercepts_ = [np.asarray(b, dtype=np.float64) for b in self.intercepts_]
+                setattr(est, name, copy.deepcopy(value))
         for name in ("_no_improvement_count", "_label_binarizer"):
             if hasattr(self, name):
-                setattr(est, name, getattr(self, name))
+                setattr(est, name, copy.deepcopy(getattr(self, name)))
+        est.coefs_ = [np.array(c) for c in self.coefs_]
+        est.intercepts_ = [np.array(b) for b in self.intercepts_]
+        # What scikit-learn's _initialize / _fit_stochastic leave on a fitted model:
+        # the best weights (restored by a later early-stopping fit) and the optimizer.
+        est._best_coefs = [c.copy() for c in est.coefs_]
+        est._best_intercepts = [b.copy() for b in est.intercepts_]
+        optimizer = self._sklearn_optimizer(est.coefs_ + est.intercepts_)
+        if optimizer is not None:
+            est._optimizer = optimizer
         return est
+
+    def _sklearn_optimizer(self, params: list[np.ndarray]):
+        """Return this model's optimizer state as scikit-learn's optimizer object.
+
+        Parameters
+        ----------
+        params : list of ndarray
+            The scikit-learn estimator's ``coefs_ + intercepts_``; the moments take
+            their shapes and dtypes.
+
+        Returns
+        -------
+        AdamOptimizer, SGDOptimizer or None
+            None when there is no stochastic optimizer state for the current solver.
+        """
+        state = getattr(self, "_optimizer_state", None)
+        if state is None or state.solver != self.solver:
+            return None
+
+        def like_params(arrays):
+            return [
+                np.asarray(a, dtype=p.dtype).reshape(p.shape)
+                for a, p in zip(arrays, params, strict=True)
+            ]
+
+        if state.solver == "adam":
+            optimizer = AdamOptimizer(
+                params, self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon
+            )
+            optimizer.t = state.step
+            optimizer.ms = like_params(state.first)
+            optimizer.vs = like_params(state.second)
+            if state.step:
+                optimizer.learning_rate = (
+                    self.learning_rate_init
+                    * math.sqrt(1 - self.beta_2**state.step)
+                    / (1 - self.beta_1**state.step)
+                )
+            return optimizer
+        optimizer = SGDOptimizer(
+            params,
+            self.learning_rate_init,
+            self.learning_rate,
+            self.momentum,
+            self.nesterovs_momentum,
+            self.power_t,
+        )
+        optimizer.learning_rate = state.learning_rate
+        optimizer.velocities = like_params(state.first)
+        return optimizer
 
     @classmethod
     def from_sklearn(cls, estimator, **options):
