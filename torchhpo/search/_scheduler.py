@@ -223,7 +223,8 @@ class FusedScheduler:
             if model.error is not None:
                 continue
             try:
-                model.mlp._apply_result(model.result)
+                # Weights in the validated X's dtype, as the estimator's own fit.
+                model.mlp._apply_result(model.result, dtype=model.view.X.dtype)
             except Exception as exc:
                 model.error = exc
             else:
