@@ -68,3 +68,14 @@ def test_balance_splits_until_every_worker_has_a_pack():
     assert len(packs) == 4
     assert sorted(i for p in packs for i in p) == list(range(10))
     assert balance_packs([[0]], 4) == [[0]]
+
+
+def test_plan_splits_large_groups_into_near_equal_packs(digits_tasks):
+    _, tasks = digits_tasks
+    same_shape = [t for t in tasks if t.hyper.hidden_layer_sizes == (16,)] * 5
+    packs = plan_packs(same_shape, max_pack_size=4)
+    sizes = sorted(len(p) for p in packs)
+    assert max(sizes) <= 4 and max(sizes) - min(sizes) <= 1
+    assert sorted(i for p in packs for i in p) == [
+        i for i, t in enumerate(same_shape) if t.hyper.solver != "lbfgs"
+    ]
