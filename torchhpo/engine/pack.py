@@ -202,7 +202,6 @@ class Pack:
         )
         self.loss_history = np.full((len(tasks), max_epochs), np.nan)
         self.val_history = np.full((len(tasks), max_epochs), np.nan)
-        self.model_cost = np.zeros(len(tasks))  # epochs * rows, for time shares
         self._refresh_layout()
 
     # -- set-up -----------------------------------------------------------------
@@ -505,29 +504,48 @@ class Pack:
         return out
 
     def train(
-        self, on_finished: Callable[[int], None] | None = None
+        self,
+        on_finished: Callable[[int], None] | None = None,
+        *,
+        on_result: Callable[[int, ModelResult], None] | None = None,
+        on_epoch: Callable[[int, int], None] | None = None,
     ) -> list[tuple[int, ModelResult]]:
         """Train every model to its stopping point.
+
+        Each model's ``fit_time`` is its share of the wall time of the epochs it
+        trained in (an epoch's time split over its models by training rows).
 
         Parameters
         ----------
         on_finished : callable, optional
             Called with the number of models that just finished.
+        on_result : callable, optional
+            Called as ``on_result(caller_index, result)`` as soon as a model
+            finishes, before the rest of the pack does (journals, retries).
+        on_epoch : callable, optional
+            Called as ``on_epoch(n_models, epoch)`` before each epoch; an exception
+            it raises ends training (cancellation, fault injection in tests).
 
         Returns
         -------
         list of (caller_index, ModelResult)
         """
         results: list[tuple[int, ModelResult]] = []
-        start_time = time.perf_counter()
+        self.model_time = np.zeros(len(self.tasks))
+        last = time.perf_counter()
         epoch = 0
         while self.size:
+            if on_epoch is not None:
+                on_epoch(self.size, epoch)
             losses, val_scores = self.run_epoch()
             positions = self.alive
             self.loss_history[positions, epoch] = losses
             if val_scores is not None:
                 self.val_history[positions, epoch] = val_scores
-            self.model_cost[positions] += self.n_train_host
+            now = time.perf_counter()
+            rows = self.n_train_host
+            self.model_time[positions] += (now - last) * rows / max(rows.sum(), 1)
+            last = now
             outcome = self.tracker.end_epoch(losses, val_scores, self.n_train_host)
             if self.early_stopping and outcome.improved.any():
                 self._save_best(outcome.improved)
@@ -543,7 +561,11 @@ class Pack:
             epoch += 1
             if stopped.any():
                 slots = np.flatnonzero(stopped)
-                results.extend(self._finish(slots, outcome, failed, epoch))
+                finished = self._finish(slots, outcome, failed, epoch)
+                results.extend(finished)
+                if on_result is not None:
+                    for caller, result in finished:
+                        on_result(caller, result)
                 keep = np.flatnonzero(~stopped)
                 if len(keep):
                     self._compact(keep)
@@ -551,12 +573,6 @@ class Pack:
                     self.alive = self.alive[:0]
                 if on_finished is not None:
                     on_finished(len(slots))
-        elapsed = time.perf_counter() - start_time
-        total = self.model_cost.sum()
-        shares = self.model_cost / total if total > 0 else self.model_cost
-        by_pos = {int(self.task_ids[p]): shares[p] for p in range(len(self.tasks))}
-        for caller, result in results:
-            result.fit_time = elapsed * by_pos[caller]
         return results
 
     def _finish(
@@ -609,6 +625,7 @@ class Pack:
                 if failed[slot]
                 else None,
                 convergence_message=message,
+                fit_time=float(self.model_time[pos]),
             )
             finished.append((int(self.task_ids[pos]), result))
         return finished
