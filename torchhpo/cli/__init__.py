@@ -1,0 +1,32 @@
+"""The ``torchhpo`` command line: YAML configs in, run folders out.
+
+Modules, in the order a run uses them:
+
+* ``_config``: read a YAML config (safe loader) and check every key;
+* ``_datasets``: load the dataset it names (bundled, CSV / NPY, synthetic);
+* ``_build``: the estimator (a Pipeline when standardizing) and the search;
+* ``_recorder``: the scorer that keeps each fold model's loss curve;
+* ``_runs``: the run folder (files, no overwrite without ``--force``);
+* ``_model_io``: the best model as tensors + JSON (no pickle);
+* ``_plots``: the PNG plots (matplotlib, optional);
+* ``_report``: the leaderboard;
+* ``_runner``: what ``run`` and ``predict`` do;
+* ``_main``: argument parsing (``torchhpo`` and ``python -m torchhpo``).
+"""
+
+from ._config import ConfigError, RunConfig, load_config
+from ._main import main
+from ._model_io import load_model, save_model
+from ._runner import RunResult, predict, run
+
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "RunResult",
+    "load_config",
+    "load_model",
+    "main",
+    "predict",
+    "run",
+    "save_model",
+]

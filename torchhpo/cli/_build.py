@@ -1,0 +1,95 @@
+"""Turn a checked config into the estimator and the search to run.
+
+With ``preprocessing: standardize`` the estimator is a scikit-learn ``Pipeline``
+(``standardize`` -> ``mlp``): the scaler is fitted on each fold's training rows
+only, and the MLP trains fused. Its searched parameters then read ``mlp__alpha``
+in the search (and in ``cv_results_``); :data:`MLP_PREFIX` is how the rest of the
+command line shows them without it.
+"""
+
+from __future__ import annotations
+
+from sklearn.base import clone, is_classifier
+from sklearn.model_selection import ParameterGrid, check_cv
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ..search import GridSearchCV, RandomizedSearchCV
+from ._config import Distribution, RunConfig
+from ._datasets import Dataset
+from ._recorder import LossCurveRecorder
+
+#: Step names of the Pipeline built for ``preprocessing: standardize``.
+SCALER_STEP, MLP_STEP = "standardize", "mlp"
+MLP_PREFIX = f"{MLP_STEP}__"
+
+_SEARCHES = {"grid": GridSearchCV, "random": RandomizedSearchCV}
+
+
+def build_estimator(config: RunConfig):
+    """Return the unfitted estimator: the MLP, or ``Pipeline(standardize, mlp)``."""
+    mlp = config.estimator_class(**config.params)
+    if config.preprocessing == "standardize":
+        return Pipeline([(SCALER_STEP, StandardScaler()), (MLP_STEP, mlp)])
+    return mlp
+
+
+def search_name(config: RunConfig, name: str) -> str:
+    """Return the search's name for the MLP parameter ``name``."""
+    return MLP_PREFIX + name if config.preprocessing == "standardize" else name
+
+
+def plain_name(name: str) -> str:
+    """Return a search parameter name as the config writes it (no ``mlp__``)."""
+    return name.removeprefix(MLP_PREFIX)
+
+
+def build_space(config: RunConfig) -> dict:
+    """Return the search space: lists, and scipy distributions for a random search."""
+    return {
+        search_name(config, name): values.rv()
+        if isinstance(values, Distribution)
+        else list(values)
+        for name, values in config.space.items()
+    }
+
+
+def build_search(
+    config: RunConfig, dataset: Dataset, *, progress: bool = True
+) -> tuple[GridSearchCV | RandomizedSearchCV, LossCurveRecorder]:
+    """Return the configured search and the scorer that records fold loss curves.
+
+    The folds are made here (``check_cv(cv)``, as the search would make them) and
+    passed to the search as a list, so the recorder knows which fold it scores.
+
+    Parameters
+    ----------
+    config : RunConfig
+    dataset : Dataset
+    progress : bool
+        Show the search's progress bar.
+    """
+    estimator = build_estimator(config)
+    cv = check_cv(config.cv, dataset.y, classifier=is_classifier(estimator))
+    splits = list(cv.split(dataset.X, dataset.y))
+    space = build_space(config)
+    recorder = LossCurveRecorder(
+        clone(estimator), config.scoring, dataset.X, splits, list(space)
+    )
+    options = {"scoring": recorder, "cv": splits, "progress": progress}
+    if config.kind == "random":
+        options.update(n_iter=config.n_iter, random_state=config.random_state)
+    return _SEARCHES[config.kind](estimator, space, **options), recorder
+
+
+def count_candidates(config: RunConfig) -> int:
+    """Return how many candidates the search will try.
+
+    A random search over lists only samples without replacement, so it tries at
+    most the size of that grid (scikit-learn warns when ``n_iter`` exceeds it).
+    """
+    if config.kind == "random":
+        if any(isinstance(v, Distribution) for v in config.space.values()):
+            return config.n_iter
+        return min(config.n_iter, len(ParameterGrid(config.space)))
+    return len(ParameterGrid(config.space))

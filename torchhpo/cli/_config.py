@@ -1,0 +1,700 @@
+"""Run configs: read a YAML file with a safe loader and check every key before work.
+
+A config is a mapping (see ``configs/`` for complete examples)::
+
+    dataset: digits              # {name: digits} | {file: data.csv, target: label}
+                                 # | {synthetic: make_classification, options: {...}}
+    preprocessing: standardize   # or none
+    estimator:
+      class: MLPClassifier       # or MLPRegressor
+      params: {random_state: 0}  # fixed parameters
+    search:
+      kind: grid                 # or random
+      space:                     # lists of values; random also takes distributions
+        hidden_layer_sizes: [[50, 50], [100]]
+        alpha: {loguniform: [1e-5, 1e-1]}
+      cv: 5
+      scoring: null              # a scikit-learn scorer name; null: estimator.score
+      n_iter: 10                 # random only
+      random_state: 0            # random only (the sampling seed)
+
+:func:`load_config` returns a :class:`RunConfig`, or raises :class:`ConfigError`
+with a message that names the key (``search.space.alpha``) and says what was
+expected. Nothing is loaded or trained before the whole config has passed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy import stats
+from sklearn import datasets as sk_datasets
+from sklearn.metrics import get_scorer_names
+
+from .._device import resolve_device
+from ..neural_network import MLPClassifier, MLPRegressor
+
+
+class ConfigError(ValueError):
+    """A config that cannot be run: the message names the key and what was expected.
+
+    Parameters
+    ----------
+    key : str
+        Dotted path of the offending key (``search.space.alpha``), or ``""`` for
+        the config as a whole.
+    message : str
+        What is wrong and what was expected.
+    source : Path, optional
+        The config file.
+    """
+
+    def __init__(self, key: str, message: str, source: Path | None = None):
+        self.key = key
+        self.message = message
+        self.source = source
+        where = f"{source}: " if source is not None else ""
+        super().__init__(f"{where}{key}: {message}" if key else f"{where}{message}")
+
+
+#: Estimator names a config may use.
+ESTIMATORS: dict[str, type] = {
+    "MLPClassifier": MLPClassifier,
+    "MLPRegressor": MLPRegressor,
+}
+
+#: scikit-learn's bundled datasets a config may name.
+BUNDLED_DATASETS: dict[str, Callable] = {
+    "digits": sk_datasets.load_digits,
+    "iris": sk_datasets.load_iris,
+    "wine": sk_datasets.load_wine,
+    "breast_cancer": sk_datasets.load_breast_cancer,
+    "diabetes": sk_datasets.load_diabetes,
+}
+
+#: Bundled datasets whose target is a quantity, not a class (integer-valued or not).
+REGRESSION_DATASETS = frozenset({"diabetes"})
+
+#: scikit-learn's dataset generators a config may name.
+SYNTHETIC_DATASETS: dict[str, Callable] = {
+    "make_classification": sk_datasets.make_classification,
+    "make_regression": sk_datasets.make_regression,
+}
+
+PREPROCESSING = ("standardize", "none")
+SEARCH_KINDS = ("grid", "random")
+DATA_SUFFIXES = (".csv", ".npy")
+
+
+@dataclass(frozen=True)
+class _DistributionKind:
+    """How ``{kind: [low, high]}`` becomes a scipy distribution."""
+
+    make: Callable[[Any, Any], Any]
+    expected: str
+    integer: bool = False
+    positive: bool = False
+
+
+#: ``{name: [low, high]}`` forms of a random search's distributions.
+DISTRIBUTIONS: dict[str, _DistributionKind] = {
+    "loguniform": _DistributionKind(
+        stats.loguniform,
+        "[low, high] with 0 < low < high (log-uniform on [low, high])",
+        positive=True,
+    ),
+    "uniform": _DistributionKind(
+        lambda low, high: stats.uniform(low, high - low),
+        "[low, high] with low < high (uniform on [low, high])",
+    ),
+    "randint": _DistributionKind(
+        stats.randint,
+        "[low, high] integers with low < high (an integer low <= k < high)",
+        integer=True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A random search distribution written as ``{kind: [low, high]}``."""
+
+    kind: str
+    low: float
+    high: float
+
+    def rv(self):
+        """Return the frozen scipy distribution (it has ``rvs``)."""
+        return DISTRIBUTIONS[self.kind].make(self.low, self.high)
+
+    def to_config(self) -> dict:
+        """Return the config form, ``{kind: [low, high]}``."""
+        return {self.kind: [self.low, self.high]}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where the data comes from: exactly one of ``name``, ``file``, ``synthetic``.
+
+    Attributes
+    ----------
+    name : str or None
+        A bundled scikit-learn dataset (:data:`BUNDLED_DATASETS`).
+    file : Path or None
+        An absolute path to a ``.csv`` (with a header row) or ``.npy`` file.
+    target : str or int or None
+        The target column of ``file``: a header name (CSV) or a column index.
+    synthetic : str or None
+        A generator of :data:`SYNTHETIC_DATASETS`, called with ``options``.
+    options : dict
+        Keyword arguments of the generator.
+    """
+
+    name: str | None = None
+    file: Path | None = None
+    target: str | int | None = None
+    synthetic: str | None = None
+    options: dict = field(default_factory=dict)
+
+    def to_config(self) -> dict:
+        """Return the config form (the file path absolute)."""
+        if self.name is not None:
+            return {"name": self.name}
+        if self.file is not None:
+            return {"file": str(self.file), "target": self.target}
+        return {"synthetic": self.synthetic, "options": dict(self.options)}
+
+    def label(self) -> str:
+        """Return a short name for messages and plot titles."""
+        if self.name is not None:
+            return self.name
+        if self.file is not None:
+            return self.file.name
+        return str(self.synthetic)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A checked config, values in Python form (tuples, :class:`Distribution`).
+
+    Attributes
+    ----------
+    source : Path
+        The config file.
+    dataset : DatasetSpec
+    preprocessing : {"standardize", "none"}
+    estimator : {"MLPClassifier", "MLPRegressor"}
+    params : dict
+        Fixed estimator parameters.
+    kind : {"grid", "random"}
+    space : dict
+        Parameter name -> list of values, or :class:`Distribution` (random only).
+    cv : int
+        Number of folds.
+    scoring : str or None
+        A scikit-learn scorer name; None scores with the estimator's ``score``.
+    n_iter : int or None
+        Candidates sampled (random only).
+    random_state : int or None
+        Seed of the candidate sampling (random only).
+    description : str or None
+        Free text, kept in the run folder.
+    """
+
+    source: Path
+    dataset: DatasetSpec
+    preprocessing: str
+    estimator: str
+    params: dict
+    kind: str
+    space: dict
+    cv: int
+    scoring: str | None
+    n_iter: int | None = None
+    random_state: int | None = None
+    description: str | None = None
+
+    @property
+    def estimator_class(self) -> type:
+        return ESTIMATORS[self.estimator]
+
+    def with_device(self, device: str | None) -> RunConfig:
+        """Return the config with ``estimator.params.device`` set (None: unchanged).
+
+        Raises
+        ------
+        ConfigError
+            If the device cannot be used on this machine.
+        """
+        if device is None:
+            return self
+        _check_device("--device", device, self.source)
+        return replace(self, params={**self.params, "device": device})
+
+    def to_config(self) -> dict:
+        """Return the config as run: YAML-ready, defaults filled, paths absolute."""
+        search: dict[str, Any] = {
+            "kind": self.kind,
+            "space": {name: _space_to_config(v) for name, v in self.space.items()},
+            "cv": self.cv,
+            "scoring": self.scoring,
+        }
+        if self.kind == "random":
+            search["n_iter"] = self.n_iter
+            search["random_state"] = self.random_state
+        config: dict[str, Any] = {}
+        if self.description is not None:
+            config["description"] = self.description
+        config.update(
+            dataset=self.dataset.to_config(),
+            preprocessing=self.preprocessing,
+            estimator={
+                "class": self.estimator,
+                "params": {k: _plain(v) for k, v in self.params.items()},
+            },
+            search=search,
+        )
+        return config
+
+
+# -- YAML ---------------------------------------------------------------------------
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, also reading ``1e-5`` as a float (YAML 1.2).
+
+    YAML 1.1, which PyYAML implements, wants a dot in a float, so ``1e-5`` would be
+    the string ``"1e-5"``; configs write learning rates and penalties that way.
+    """
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse ``path`` with a safe loader (no Python objects are ever built)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read the config file: {exc.strerror}.") from exc
+    try:
+        return yaml.load(text, Loader=_SafeLoader)  # a SafeLoader: plain data only
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError("", f"not valid YAML{where}: {problem}.", path) from exc
+
+
+# -- checks -------------------------------------------------------------------------
+class _Checker:
+    """Check one config file; every error names its key."""
+
+    def __init__(self, source: Path):
+        self.source = source
+
+    def fail(self, key: str, message: str):
+        raise ConfigError(key, message, self.source)
+
+    def mapping(self, key: str, value, allowed: tuple, required: tuple = ()) -> dict:
+        if not isinstance(value, Mapping):
+            self.fail(
+                key or "config",
+                f"expected a mapping with keys {_names(allowed)}, got {_show(value)}.",
+            )
+        for name in value:
+            if name not in allowed:
+                where = f"{key}.{name}" if key else str(name)
+                self.fail(
+                    where,
+                    f"unknown key{_did_you_mean(name, allowed)}; expected one of "
+                    f"{_names(allowed)}.",
+                )
+        for name in required:
+            if name not in value:
+                where = f"{key}.{name}" if key else name
+                self.fail(where, "missing; this key is required.")
+        return dict(value)
+
+    def choice(self, key: str, value, choices) -> str:
+        if not isinstance(value, str) or value not in choices:
+            self.fail(
+                key,
+                f"unknown value {_show(value)}{_did_you_mean(value, choices)}; "
+                f"expected one of {_names(choices)}.",
+            )
+        return value
+
+    def integer(self, key: str, value, minimum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"expected an integer, got {_show(value)}.")
+        if minimum is not None and value < minimum:
+            self.fail(key, f"expected an integer >= {minimum}, got {value}.")
+        return value
+
+    # -- sections ---------------------------------------------------------------
+    def config(self, raw) -> RunConfig:
+        if raw is None:
+            self.fail(
+                "",
+                "the config is empty; expected a mapping with keys "
+                "dataset, estimator and search.",
+            )
+        top = self.mapping(
+            "",
+            raw,
+            ("description", "dataset", "preprocessing", "estimator", "search"),
+            ("dataset", "estimator", "search"),
+        )
+        description = top.get("description")
+        if description is not None and not isinstance(description, str):
+            self.fail("description", f"expected text, got {_show(description)}.")
+        dataset = self.dataset(top["dataset"])
+        preprocessing = self.choice(
+            "preprocessing", top.get("preprocessing", "standardize"), PREPROCESSING
+        )
+        estimator, params = self.estimator(top["estimator"])
+        search = self.search(top["search"], ESTIMATORS[estimator], params)
+        return RunConfig(
+            source=self.source,
+            dataset=dataset,
+            preprocessing=preprocessing,
+            estimator=estimator,
+            params=params,
+            description=description,
+            **search,
+        )
+
+    def dataset(self, raw) -> DatasetSpec:
+        if isinstance(raw, str):
+            raw = {"name": raw}
+        spec = self.mapping(
+            "dataset", raw, ("name", "file", "target", "synthetic", "options")
+        )
+        sources = [k for k in ("name", "file", "synthetic") if k in spec]
+        if len(sources) != 1:
+            self.fail(
+                "dataset",
+                "expected exactly one of 'name' (a bundled dataset), 'file' (a "
+                f".csv or .npy file) or 'synthetic', got {_names(sources) or 'none'}.",
+            )
+        source = sources[0]
+        extra = {"name": ("target", "options"), "file": ("options",)}.get(
+            source, ("target",)
+        )
+        for key in extra:
+            if key in spec:
+                self.fail(f"dataset.{key}", f"not used with dataset.{source}.")
+        if source == "name":
+            return DatasetSpec(
+                name=self.choice("dataset.name", spec["name"], BUNDLED_DATASETS)
+            )
+        if source == "file":
+            return self.data_file(spec)
+        return self.synthetic(spec)
+
+    def data_file(self, spec: dict) -> DatasetSpec:
+        written = spec["file"]
+        if not isinstance(written, str) or not written:
+            self.fail("dataset.file", f"expected a file path, got {_show(written)}.")
+        path = Path(written).expanduser()
+        if not path.is_absolute():
+            path = self.source.parent / path
+        path = path.resolve()
+        if path.suffix.lower() not in DATA_SUFFIXES:
+            self.fail(
+                "dataset.file",
+                f"{written!r} is neither a .csv nor a .npy file; expected one of "
+                f"{_names(DATA_SUFFIXES)}.",
+            )
+        if not path.is_file():
+            self.fail(
+                "dataset.file",
+                f"file not found: {written!r} (looked for {path}; relative paths "
+                "are read from the config file's folder).",
+            )
+        if "target" not in spec:
+            self.fail(
+                "dataset.target",
+                "missing; name the target column (a CSV header name or a column "
+                "index).",
+            )
+        target = spec["target"]
+        is_index = isinstance(target, int) and not isinstance(target, bool)
+        if path.suffix.lower() == ".npy" and not is_index:
+            self.fail(
+                "dataset.target",
+                f"expected a column index for a .npy file, got {_show(target)}.",
+            )
+        if not (is_index or (isinstance(target, str) and target)):
+            self.fail(
+                "dataset.target",
+                f"expected a column name or index, got {_show(target)}.",
+            )
+        return DatasetSpec(file=path, target=target)
+
+    def synthetic(self, spec: dict) -> DatasetSpec:
+        name = self.choice("dataset.synthetic", spec["synthetic"], SYNTHETIC_DATASETS)
+        options = spec.get("options") or {}
+        accepted = tuple(inspect.signature(SYNTHETIC_DATASETS[name]).parameters)
+        options = self.mapping("dataset.options", options, accepted)
+        options.setdefault("random_state", 0)
+        return DatasetSpec(synthetic=name, options=options)
+
+    def estimator(self, raw) -> tuple[str, dict]:
+        spec = self.mapping("estimator", raw, ("class", "params"), ("class",))
+        name = self.choice("estimator.class", spec["class"], ESTIMATORS)
+        cls = ESTIMATORS[name]
+        raw_params = spec.get("params") or {}
+        accepted = tuple(cls().get_params())
+        raw_params = self.mapping("estimator.params", raw_params, accepted)
+        params = {}
+        for key, value in raw_params.items():
+            value = _python(key, value)
+            self.param_value(f"estimator.params.{key}", cls, {}, key, value)
+            params[key] = value
+        return name, params
+
+    def param_value(self, key: str, cls: type, fixed: dict, name: str, value) -> None:
+        """Check one parameter value the way the estimator's ``fit`` will."""
+        estimator = cls(**{**fixed, name: value})
+        try:
+            estimator._validate_params()
+            estimator._hidden_layer_sizes()
+            if name == "device":
+                resolve_device(value)
+        except (ValueError, TypeError) as exc:
+            self.fail(key, f"invalid value {_show(_plain(value))}: {exc}")
+
+    def search(self, raw, cls: type, params: dict) -> dict:
+        spec = self.mapping(
+            "search",
+            raw,
+            ("kind", "space", "cv", "scoring", "n_iter", "random_state"),
+            ("kind", "space"),
+        )
+        kind = self.choice("search.kind", spec["kind"], SEARCH_KINDS)
+        if kind == "grid":
+            for key in ("n_iter", "random_state"):
+                if key in spec:
+                    self.fail(
+                        f"search.{key}",
+                        "only used by kind: random (a grid tries every "
+                        "combination); the estimator's seed goes in "
+                        "estimator.params.random_state.",
+                    )
+        space = self.space(spec["space"], kind, cls, params)
+        cv = self.integer("search.cv", spec.get("cv", 5), minimum=2)
+        scoring = spec.get("scoring")
+        if scoring is not None and scoring not in get_scorer_names():
+            self.fail(
+                "search.scoring",
+                f"unknown scorer {_show(scoring)}"
+                f"{_did_you_mean(scoring, get_scorer_names())}; expected null (the "
+                "estimator's score) or a name from "
+                "sklearn.metrics.get_scorer_names(), such as accuracy, f1_macro, "
+                "r2 or neg_mean_squared_error.",
+            )
+        result: dict[str, Any] = {
+            "kind": kind,
+            "space": space,
+            "cv": cv,
+            "scoring": scoring,
+        }
+        if kind == "random":
+            result["n_iter"] = self.integer(
+                "search.n_iter", spec.get("n_iter", 10), minimum=1
+            )
+            random_state = spec.get("random_state")
+            if random_state is not None:
+                random_state = self.integer("search.random_state", random_state, 0)
+            result["random_state"] = random_state
+        return result
+
+    def space(self, raw, kind: str, cls: type, params: dict) -> dict:
+        accepted = tuple(cls().get_params())
+        if not isinstance(raw, Mapping):
+            self.fail(
+                "search.space",
+                "expected a mapping of parameter names to lists of values (or, for "
+                f"kind: random, distributions), got {_show(raw)}.",
+            )
+        space = self.mapping("search.space", raw, accepted)
+        if not space:
+            self.fail(
+                "search.space", "empty; expected at least one parameter to search."
+            )
+        checked = {}
+        for name, values in space.items():
+            key = f"search.space.{name}"
+            if name in params:
+                self.fail(
+                    key,
+                    f"also fixed in estimator.params.{name}; a parameter is either "
+                    "fixed or searched.",
+                )
+            if isinstance(values, Mapping):
+                checked[name] = self.distribution(key, values, kind, cls, params, name)
+                continue
+            if not isinstance(values, list) or not values:
+                expected = "a non-empty list of values"
+                if kind == "random":
+                    expected += " or a distribution such as {loguniform: [1e-5, 1e-1]}"
+                self.fail(key, f"expected {expected}, got {_show(values)}.")
+            values = [_python(name, value) for value in values]
+            for i, value in enumerate(values):
+                self.param_value(f"{key}[{i}]", cls, params, name, value)
+            checked[name] = values
+        return checked
+
+    def distribution(
+        self, key: str, raw: Mapping, kind: str, cls: type, params: dict, name: str
+    ) -> Distribution:
+        if kind == "grid":
+            self.fail(
+                key,
+                f"a distribution ({_show(dict(raw))}) needs search.kind: random; a "
+                "grid takes a list of values.",
+            )
+        if len(raw) != 1:
+            self.fail(
+                key,
+                f"expected one distribution such as {{loguniform: [1e-5, 1e-1]}}, "
+                f"got {_show(dict(raw))}.",
+            )
+        ((dist_name, bounds),) = raw.items()
+        if dist_name not in DISTRIBUTIONS:
+            self.fail(
+                key,
+                f"unknown distribution {_show(dist_name)}"
+                f"{_did_you_mean(dist_name, DISTRIBUTIONS)}; expected one of "
+                f"{_names(DISTRIBUTIONS)}, or a list of values.",
+            )
+        form = DISTRIBUTIONS[dist_name]
+        numbers_ok = (
+            isinstance(bounds, list)
+            and len(bounds) == 2
+            and all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds
+            )
+        )
+        if numbers_ok and form.integer:
+            numbers_ok = all(isinstance(b, int) for b in bounds)
+        if numbers_ok:
+            low, high = bounds
+            numbers_ok = (
+                bool(np.isfinite([low, high]).all())
+                and low < high
+                and (low > 0 or not form.positive)
+            )
+        if not numbers_ok:
+            self.fail(
+                f"{key}.{dist_name}",
+                f"expected {form.expected}, got {_show(bounds)}.",
+            )
+        distribution = Distribution(dist_name, *bounds)
+        value = distribution.rv().rvs(random_state=np.random.RandomState(0))
+        value = value.item() if hasattr(value, "item") else value
+        estimator = cls(**{**params, name: value})
+        try:
+            estimator._validate_params()
+        except (ValueError, TypeError) as exc:
+            self.fail(
+                key,
+                f"{_show(distribution.to_config())} draws values {name} cannot take "
+                f"(drew {value!r}): {exc}",
+            )
+        return distribution
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and check a run config.
+
+    Parameters
+    ----------
+    path : str or Path
+        A YAML file (read with a safe loader).
+
+    Returns
+    -------
+    RunConfig
+        The checked config; data files resolved to absolute paths.
+
+    Raises
+    ------
+    ConfigError
+        For a missing or unparsable file, an unknown key, a bad value or
+        distribution, a missing data file or an unknown dataset; the message names
+        the key and says what was expected.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise ConfigError("", f"config file not found: {str(path)!r}.")
+    source = source.resolve()
+    return _Checker(source).config(read_yaml(source))
+
+
+def _check_device(key: str, device, source: Path) -> None:
+    """Refuse a device this machine cannot use (``cuda`` without CUDA)."""
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc), source) from exc
+
+
+# -- value forms --------------------------------------------------------------------
+def _python(name: str, value):
+    """Return a config value in the estimator's form (layer-size lists as tuples)."""
+    if name == "hidden_layer_sizes" and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _plain(value):
+    """Return a value in YAML / JSON form (tuples as lists)."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _space_to_config(values):
+    if isinstance(values, Distribution):
+        return values.to_config()
+    return [_plain(v) for v in values]
+
+
+def _show(value) -> str:
+    """Quote a value the way it reads in YAML-ish text."""
+    if isinstance(value, str):
+        return repr(value)
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{k}: {_show(v)}" for k, v in value.items())
+        return "{" + inner + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return repr(value)
+
+
+def _names(names) -> str:
+    return ", ".join(str(n) for n in names)
+
+
+def _did_you_mean(value, choices) -> str:
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

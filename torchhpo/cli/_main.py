@@ -1,0 +1,128 @@
+"""The ``torchhpo`` command (also ``python -m torchhpo``): argument parsing only.
+
+    torchhpo run CONFIG.yaml [--device D] [--out DIR] [--force] [--top N]
+                             [--no-progress] [--no-plots]
+    torchhpo predict RUN_DIR DATA.csv [--out FILE] [--force]
+
+Errors a user can fix (config, data, existing output) print one line,
+``torchhpo: error: ...``, and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+from .. import __version__
+from ._config import ConfigError
+from ._model_io import ModelFormatError
+from ._runner import CommandError, predict, run
+from ._runs import RunFolderExists
+
+#: Errors shown as one line with exit status 2.
+USER_ERRORS = (ConfigError, RunFolderExists, ModelFormatError, CommandError)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torchhpo",
+        description=(
+            "Hyper-parameter searches for MLPs (scikit-learn's GridSearchCV / "
+            "RandomizedSearchCV), trained as fused packs with PyTorch."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run_parser = commands.add_parser(
+        "run",
+        help="run the search a YAML config describes; write a run folder",
+        description=(
+            "Run the search a YAML config describes, print a leaderboard, and "
+            "write a run folder (cv_results.csv, best_params.json, the best model, "
+            "config.yaml, plots/)."
+        ),
+    )
+    run_parser.add_argument("config", help="the YAML config (see configs/)")
+    run_parser.add_argument(
+        "--device",
+        help="training device: auto, cpu, cuda, cuda:N (overrides the config)",
+    )
+    run_parser.add_argument(
+        "--out", help="the run folder (default: runs/<config name>)"
+    )
+    run_parser.add_argument(
+        "--force", action="store_true", help="overwrite an existing run folder"
+    )
+    run_parser.add_argument(
+        "--top", type=_positive_int, default=5, help="candidates in the leaderboard (5)"
+    )
+    run_parser.add_argument(
+        "--no-progress", action="store_true", help="hide the progress bar"
+    )
+    run_parser.add_argument(
+        "--no-plots", action="store_true", help="do not write the PNG plots"
+    )
+
+    predict_parser = commands.add_parser(
+        "predict",
+        help="predict with a run folder's best model",
+        description=(
+            "Load a run folder's saved model (no pickle) and write its predictions "
+            "for a CSV (header row; feature columns by name) or .npy file."
+        ),
+    )
+    predict_parser.add_argument("run_dir", help="a run folder")
+    predict_parser.add_argument("data", help="a .csv or .npy file of features")
+    predict_parser.add_argument(
+        "--out", help="output CSV (default: <data>.predictions.csv next to the data)"
+    )
+    predict_parser.add_argument(
+        "--force", action="store_true", help="overwrite the output file"
+    )
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """One line per warning, without the source line it came from."""
+    print(f"{category.__name__}: {message}", file=file or sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``torchhpo`` command line; return the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments after the program name (default ``sys.argv[1:]``).
+    """
+    args = _parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            if args.command == "run":
+                run(
+                    args.config,
+                    out=args.out,
+                    device=args.device,
+                    force=args.force,
+                    progress=not args.no_progress,
+                    plots=not args.no_plots,
+                    top=args.top,
+                )
+            else:
+                path = predict(args.run_dir, args.data, out=args.out, force=args.force)
+                print(f"Predictions written to {path}")
+        except USER_ERRORS as error:
+            print(f"torchhpo: error: {error}", file=sys.stderr)
+            return 2
+    return 0

@@ -1,0 +1,293 @@
+"""What the two commands do: ``run`` a config, ``predict`` with a run's model.
+
+:func:`run` checks everything it can before training (the config, the data, the
+run folder), runs the search, then writes the run folder and prints the summary.
+It returns the fitted search, so Python code (and the tests) can hold the run's
+in-memory results next to what was written.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+from sklearn.base import is_classifier
+
+from .. import __version__
+from .._device import resolve_device
+from ._build import build_search, count_candidates
+from ._config import ConfigError, RunConfig, load_config
+from ._datasets import Dataset, load_dataset, load_npy, numeric_columns, read_csv
+from ._model_io import load_model, load_model_info, save_model
+from ._plots import plots_available, write_plots
+from ._recorder import LossCurveRecorder
+from ._report import summary
+from ._runs import RunFolder, check_out_dir
+
+
+class CommandError(ValueError):
+    """A user-facing error of a command (bad input file, existing output)."""
+
+
+@dataclass
+class RunResult:
+    """One finished run.
+
+    Attributes
+    ----------
+    folder : Path
+        The run folder.
+    config : RunConfig
+        The config as run.
+    dataset : Dataset
+    search : GridSearchCV or RandomizedSearchCV
+        The fitted search (``best_estimator_`` is the saved model).
+    recorder : LossCurveRecorder
+        The fold models' loss curves.
+    seconds : float
+        Wall time of ``search.fit``.
+    files : list of Path
+        Files written into the run folder.
+    """
+
+    folder: Path
+    config: RunConfig
+    dataset: Dataset
+    search: object
+    recorder: LossCurveRecorder
+    seconds: float
+    files: list[Path]
+
+
+def default_out(config: RunConfig) -> Path:
+    """``runs/<config file name>`` in the current folder."""
+    return Path("runs") / config.source.stem
+
+
+def _with_source(error: ConfigError, config: RunConfig) -> ConfigError:
+    if error.source is not None:
+        return error
+    return ConfigError(error.key, error.message, config.source)
+
+
+def run(
+    config_path: str | Path,
+    *,
+    out: str | Path | None = None,
+    device: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+    plots: bool = True,
+    top: int = 5,
+    stdout: TextIO | None = None,
+) -> RunResult:
+    """Run the search a config describes and write its run folder.
+
+    Parameters
+    ----------
+    config_path : str or Path
+        The YAML config.
+    out : str or Path, optional
+        The run folder; default ``runs/<config name>``.
+    device : str, optional
+        Training device for every model (overrides ``estimator.params.device``).
+    force : bool
+        Overwrite an existing run folder.
+    progress : bool
+        Show the search's progress bar.
+    plots : bool
+        Write the PNG plots (needs matplotlib; skipped with a note without it).
+    top : int
+        Candidates shown in the leaderboard.
+    stdout : text stream, optional
+        Where the summary goes (default ``sys.stdout``).
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    ConfigError
+        For a config or dataset that cannot be run (before any training).
+    RunFolderExists
+        If the run folder exists and ``force`` is False (before any training).
+    """
+    stdout = stdout or sys.stdout
+    config = load_config(config_path).with_device(device)
+    folder = Path(out) if out is not None else default_out(config)
+    check_out_dir(folder, force)
+    classifier = is_classifier(config.estimator_class())
+    try:
+        dataset = load_dataset(config.dataset, classification=classifier)
+    except ConfigError as error:
+        raise _with_source(error, config) from error
+    search, recorder = build_search(config, dataset, progress=progress)
+    inputs = "standardized" if config.preprocessing == "standardize" else "raw"
+    device_used = resolve_device(config.params.get("device", "auto"))
+    print(
+        f"torchhpo {__version__}: {config.kind} search, "
+        f"{count_candidates(config)} candidates x {config.cv} folds of "
+        f"{config.estimator} ({inputs} inputs) on {dataset.describe()}; "
+        f"device {device_used}",
+        file=stdout,
+        flush=True,
+    )
+    started = dt.datetime.now(dt.timezone.utc)
+    tic = time.perf_counter()
+    search.fit(dataset.X, dataset.y)
+    seconds = time.perf_counter() - tic
+
+    run_folder = RunFolder(folder, force).open()
+    run_folder.write_cv_results(search.cv_results_)
+    run_folder.write_best_params(search.best_params_)
+    run_folder.add(
+        *save_model(
+            search.best_estimator_,
+            folder,
+            extra={
+                "feature_names": dataset.feature_names,
+                "target": dataset.target_name,
+            },
+        )
+    )
+    run_folder.write_config(config)
+    if plots and plots_available():
+        plots_folder = folder / "plots"
+        run_folder.add(*write_plots(plots_folder, search, config, recorder, seconds))
+    elif plots:
+        print(
+            "Plots skipped: matplotlib is not installed "
+            "(pip install 'torchhpo[plots]').",
+            file=stdout,
+        )
+    run_folder.finish(
+        {
+            "torchhpo_version": __version__,
+            "config": str(config.source),
+            "started": started.isoformat(timespec="seconds"),
+            "search_seconds": round(seconds, 3),
+            "n_candidates": len(search.cv_results_["params"]),
+            "n_splits": search.n_splits_,
+            "best_index": int(search.best_index_),
+            "best_score": float(search.best_score_),
+            "scoring": config.scoring,
+            "dataset": dataset.describe(),
+        }
+    )
+    print(
+        summary(
+            search, top=top, scoring=config.scoring, seconds=seconds, folder=folder
+        ),
+        file=stdout,
+        flush=True,
+    )
+    return RunResult(
+        folder, config, dataset, search, recorder, seconds, list(run_folder.files)
+    )
+
+
+# -- predict ------------------------------------------------------------------------
+def _features(path: Path, feature_names: list[str], target: str | None) -> np.ndarray:
+    """Read the model's features from a CSV (by header name) or NPY file."""
+    n_features = len(feature_names)
+    if path.suffix.lower() == ".npy":
+        array = load_npy(path)
+        if array.shape[1] != n_features:
+            raise CommandError(
+                f"{path.name} has {array.shape[1]} columns; the model takes "
+                f"{n_features} features."
+            )
+        return array.astype(np.float64)
+    header, cells = read_csv(path)
+    if all(name in header for name in feature_names):
+        columns = [header.index(name) for name in feature_names]
+    else:
+        columns = [j for j, name in enumerate(header) if name != target]
+        if len(columns) != n_features:
+            missing = [n for n in feature_names if n not in header]
+            raise CommandError(
+                f"{path.name} lacks the model's feature columns "
+                f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''} and "
+                f"does not have {n_features} other columns to take in order."
+            )
+    names = [header[j] for j in columns]
+    return numeric_columns(path, names, cells[:, columns])
+
+
+def predict(
+    run_dir: str | Path,
+    data: str | Path,
+    *,
+    out: str | Path | None = None,
+    force: bool = False,
+) -> Path:
+    """Predict with a run folder's saved model; write the predictions as CSV.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A run folder written by :func:`run`.
+    data : str or Path
+        A CSV file with a header row (the training feature names select and order
+        the columns; a target column, if present, is ignored; without those names,
+        the non-target columns are taken in order), or a 2-D ``.npy`` array of
+        features.
+    out : str or Path, optional
+        Output CSV; default ``<data file name>.predictions.csv`` next to ``data``.
+    force : bool
+        Overwrite an existing output file.
+
+    Returns
+    -------
+    Path
+        The CSV written: a ``prediction`` column, and ``proba_<class>`` columns
+        for a classifier.
+    """
+    run_dir, data = Path(run_dir), Path(data)
+    if not data.is_file():
+        raise CommandError(f"data file not found: {str(data)!r}.")
+    if data.suffix.lower() not in (".csv", ".npy"):
+        raise CommandError(f"{data.name} is neither a .csv nor a .npy file.")
+    out = (
+        Path(out) if out is not None else data.with_name(f"{data.stem}.predictions.csv")
+    )
+    if out.exists() and not force:
+        raise CommandError(f"{out} exists; pass --force to overwrite it.")
+    model = load_model(run_dir)
+    info = load_model_info(run_dir)
+    try:
+        X = _features(data, list(info["feature_names"]), info.get("target"))
+    except ConfigError as error:
+        raise CommandError(error.message) from error
+    predictions = np.asarray(model.predict(X))
+    columns = [predictions.reshape(len(X), -1)]
+    header = (
+        ["prediction"]
+        if predictions.ndim == 1
+        else [f"prediction_{j}" for j in range(predictions.shape[1])]
+    )
+    if is_classifier(model) and predictions.ndim == 1:
+        columns.append(model.predict_proba(X))
+        header += [f"proba_{c}" for c in model.classes_]
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for i in range(len(X)):
+            row = []
+            for block in columns:
+                row.extend(_text(v) for v in block[i])
+            writer.writerow(row)
+    return out
+
+
+def _text(value) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value) if isinstance(value, float) else str(value)
