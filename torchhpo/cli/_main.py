@@ -15,6 +15,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from tqdm.auto import tqdm
+
 from .. import __version__
 from ._config import ConfigError
 from ._model_io import ModelFormatError
@@ -93,8 +95,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """One line per warning, without the source line it came from."""
-    print(f"{category.__name__}: {message}", file=file or sys.stderr)
+    """One line per warning, without its source line, clear of the progress bar."""
+    tqdm.write(f"{category.__name__}: {message}", file=file or sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
