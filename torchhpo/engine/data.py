@@ -10,6 +10,14 @@ import torch
 from .spec import OUTPUT_ACTIVATION, TARGET_KINDS
 
 
+def canonical_device(device: torch.device | str) -> torch.device:
+    """Return ``device`` with its index: ``cuda`` is the current CUDA device."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 @dataclass
 class DeviceData:
     """Inputs and encoded targets of a whole dataset on one device.
@@ -46,6 +54,20 @@ class DeviceData:
     def dtype(self) -> torch.dtype:
         """Floating dtype of the data (and of every model trained on it)."""
         return self.X.dtype
+
+    def to(self, device: torch.device | str) -> DeviceData:
+        """Return the data on ``device``: itself when already there, else a copy."""
+        device = canonical_device(device)
+        if device == self.device:
+            return self
+        sw = self.sample_weight
+        return DeviceData(
+            self.X.to(device),
+            self.Y.to(device),
+            None if sw is None else sw.to(device),
+            self.target_kind,
+            self.loss,
+        )
 
     @classmethod
     def from_numpy(

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 
 import torch
 
-from .data import DeviceData
-from .lbfgs import fit_lbfgs
-from .pack import Pack
+from . import memory
+from .backends import Backend, get_backend
+from .data import DeviceData, canonical_device
+from .jobs import Job, JobContext, PackHook
 from .spec import ModelResult, ModelTask
 
 #: Default cap on models per pack on a CPU. Measured on digits (64-100-10, batch
@@ -69,20 +68,14 @@ def balance_packs(packs: list[list[int]], n_workers: int) -> list[list[int]]:
     return packs
 
 
-@contextmanager
-def _single_threaded_kernels() -> Iterator[None]:
-    """Run torch kernels on their calling thread (one pack per worker thread)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def default_workers(data: DeviceData) -> int:
-    """Packs trained concurrently: one per intra-op thread on the CPU, else one."""
-    return torch.get_num_threads() if data.device.type == "cpu" else 1
+def _devices(data: DeviceData, devices) -> list[torch.device]:
+    """Return the training devices with their indices (default: the data's)."""
+    if devices is None:
+        return [data.device]
+    devices = [canonical_device(d) for d in devices]
+    if not devices:
+        raise ValueError("devices must name at least one device, got an empty list.")
+    return devices
 
 
 def train_models(
@@ -90,31 +83,55 @@ def train_models(
     tasks: Sequence[ModelTask],
     *,
     max_pack_size: int | None = None,
+    memory_budget: int | None = None,
+    devices: Sequence[torch.device | str] | None = None,
+    backend: str | Backend | None = None,
     keep_optimizer_state: bool = False,
     on_finished: Callable[[int], None] | None = None,
+    on_result: Callable[[int, ModelResult], None] | None = None,
     verbose: bool = False,
     n_workers: int | None = None,
+    pack_hook: PackHook | None = None,
 ) -> list[ModelResult]:
     """Train every task on ``data``; return one result per task, in task order.
+
+    Models of equal shapes are grouped into packs (:func:`plan_packs`), packs are
+    cut to the memory budget (:mod:`~torchhpo.engine.memory`) and split until
+    every worker has one (:func:`balance_packs`), and a backend trains them. None
+    of this changes a result: a model's result depends only on its own task.
 
     Parameters
     ----------
     data : DeviceData
-        Shared inputs and encoded targets on the training device.
+        Shared inputs and encoded targets on the (first) training device.
     tasks : sequence of ModelTask
         Models to train (any mix of shapes and solvers).
     max_pack_size : int, optional
         Cap on models per pack (default on a CPU: :data:`CPU_PACK_SIZE`).
+    memory_budget : int, optional
+        Bytes the packs trained at once on one device may use (default: a
+        fraction of the free CUDA memory; a fixed cap on the CPU).
+    devices : sequence of torch.device or str, optional
+        Devices to spread packs over (local backend), each with its own copy of
+        the data; default: the data's device.
+    backend : {"local", "ray"} or Backend, optional
+        Where packs train (default: local threads).
     keep_optimizer_state : bool
         Return optimizer moments (needed to continue with ``partial_fit``).
     on_finished : callable, optional
         Called with a count each time models finish (progress bars).
+    on_result : callable, optional
+        Called as ``on_result(task_index, result)`` once per model, as soon as it
+        finishes (journals). Calls are serialised.
     verbose : bool
         Passed to lbfgs.
     n_workers : int, optional
-        Packs trained concurrently, each on its own thread with single-threaded
-        kernels (default: :func:`default_workers`). On a CPU this beats splitting
-        every small kernel over cores; results are identical either way.
+        Packs trained concurrently on a single CPU device, each on its own thread
+        with single-threaded kernels (default: the torch thread count). On a CPU
+        this beats splitting every small kernel over cores.
+    pack_hook : callable, optional
+        Called before each pack and each of its epochs (see
+        :data:`~torchhpo.engine.jobs.PackHook`): the seam for injecting faults.
 
     Returns
     -------
@@ -122,31 +139,52 @@ def train_models(
     """
     results: list[ModelResult | None] = [None] * len(tasks)
     lock = threading.Lock()
+    cancelled = threading.Event()
+
+    def deliver(index: int, result: ModelResult) -> None:
+        with lock:
+            if results[index] is not None:
+                raise RuntimeError(f"model {index} was delivered twice")
+            results[index] = result
+            if on_result is not None:
+                on_result(index, result)
 
     def report(count: int) -> None:
         if on_finished is not None:
             with lock:
                 on_finished(count)
 
-    def run_pack(members: list[int]) -> None:
-        pack = Pack(data, [tasks[i] for i in members], keep_optimizer_state)
-        for local, result in pack.train(report):
-            results[members[local]] = result
-
-    n_workers = n_workers or default_workers(data)
+    devices = _devices(data, devices)
+    backend = get_backend(backend)
+    slots = backend.concurrency(data, devices, n_workers)
+    budget = min(
+        memory.pack_budget(device, count, memory_budget)
+        for device, count in slots.items()
+    )
     if max_pack_size is None and data.device.type == "cpu":
         max_pack_size = CPU_PACK_SIZE
-    packs = plan_packs(tasks, max_pack_size)
-    if n_workers > 1 and len(tasks) > 1:
-        packs = balance_packs(packs, n_workers)
-    if n_workers > 1 and len(packs) > 1:
-        with _single_threaded_kernels(), ThreadPoolExecutor(n_workers) as pool:
-            list(pool.map(run_pack, packs))
-    else:
-        for members in packs:
-            run_pack(members)
-    for i, task in enumerate(tasks):
-        if task.hyper.solver == "lbfgs":
-            results[i] = fit_lbfgs(data, task, verbose=verbose)
-            report(1)
+    packs = memory.split_to_fit(plan_packs(tasks, max_pack_size), data, tasks, budget)
+    n_slots = sum(slots.values())
+    if n_slots > 1 and len(tasks) > 1:
+        packs = balance_packs(packs, n_slots)
+    jobs = [Job(tuple(p)) for p in packs]
+    jobs += [
+        Job((i,), lbfgs=True) for i, t in enumerate(tasks) if t.hyper.solver == "lbfgs"
+    ]
+    context = JobContext(
+        deliver=deliver,
+        report=report,
+        keep_optimizer_state=keep_optimizer_state,
+        verbose=verbose,
+        pack_hook=pack_hook,
+        cancelled=cancelled.is_set,
+    )
+    try:
+        backend.run(data, tasks, jobs, devices, context, n_workers)
+    except BaseException:
+        cancelled.set()
+        raise
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        raise RuntimeError(f"{len(missing)} models got no result: {missing[:10]}")
     return results  # type: ignore[return-value]

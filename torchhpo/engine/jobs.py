@@ -1,0 +1,169 @@
+"""A job: one pack (or one lbfgs model) to train, wherever a backend runs it.
+
+:func:`run_job` is the unit of work of every backend: the local one calls it on
+worker threads (one or more per device), the Ray one inside Ray tasks. It trains
+the job's models and delivers each result as soon as its model finishes.
+
+An out-of-memory error (CUDA's, or the CPU allocator's) splits the pack: the models
+that had already finished keep their results, the others are retried as two packs
+of half the size, and so on down to single models. A model's result does not depend
+on its pack-mates, so no model is lost, none is trained twice, and results are the
+same as without the error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .data import DeviceData
+from .lbfgs import fit_lbfgs
+from .pack import Pack
+from .spec import ModelResult, ModelTask
+
+logger = logging.getLogger("torchhpo.engine")
+
+#: ``pack_hook(device, n_models, epoch)``: called before a pack's tensors are
+#: allocated (``epoch=None``) and before each of its epochs; what it raises ends
+#: the pack. The seam where tests inject out-of-memory errors.
+PackHook = Callable[[torch.device, int, "int | None"], None]
+
+
+class Cancelled(Exception):
+    """Raised inside a job when its training was cancelled (Ctrl-C, another error)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """Models to train together: a pack, or one lbfgs model.
+
+    Attributes
+    ----------
+    members : tuple of int
+        Task indices.
+    lbfgs : bool
+        One lbfgs model, trained alone.
+    """
+
+    members: tuple[int, ...]
+    lbfgs: bool = False
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+
+@dataclass
+class JobContext:
+    """What a job needs besides its data and tasks.
+
+    Attributes
+    ----------
+    deliver : callable
+        ``deliver(task_index, result)``, called once per model as it finishes.
+    report : callable
+        ``report(count)``, called as models finish (progress).
+    keep_optimizer_state : bool
+        Return optimizer moments (``partial_fit``).
+    verbose : bool
+        Passed to lbfgs.
+    pack_hook : callable, optional
+        See :data:`PackHook`.
+    cancelled : callable
+        Returns True once the whole training is cancelled.
+    """
+
+    deliver: Callable[[int, ModelResult], None]
+    report: Callable[[int], None] = lambda count: None
+    keep_optimizer_state: bool = False
+    verbose: bool = False
+    pack_hook: PackHook | None = None
+    cancelled: Callable[[], bool] = field(default=lambda: False)
+
+    def checkpoint(self, device: torch.device, n_models: int, epoch) -> None:
+        """Stop if cancelled; let the hook run (and raise) if there is one."""
+        if self.cancelled():
+            raise Cancelled
+        if self.pack_hook is not None:
+            self.pack_hook(device, n_models, epoch)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says an allocation failed (CUDA or the CPU allocator)."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+
+
+def _release(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def run_job(
+    data: DeviceData, tasks: Sequence[ModelTask], job: Job, context: JobContext
+) -> None:
+    """Train ``job``'s models on ``data``, splitting the pack on out-of-memory.
+
+    Parameters
+    ----------
+    data : DeviceData
+        The shared data, on the device the job trains on.
+    tasks : sequence of ModelTask
+        All tasks; ``job.members`` index into it.
+    job : Job
+    context : JobContext
+
+    Raises
+    ------
+    torch.OutOfMemoryError
+        If a single model does not fit on the device.
+    Cancelled
+        If training was cancelled.
+    """
+    device = data.device
+    if job.lbfgs:
+        (index,) = job.members
+        context.checkpoint(device, 1, None)
+        context.deliver(index, fit_lbfgs(data, tasks[index], verbose=context.verbose))
+        context.report(1)
+        return
+    pending = [list(job.members)]
+    while pending:
+        group = pending.pop()
+        done: set[int] = set()
+
+        def on_result(local: int, result: ModelResult, group=group, done=done):
+            done.add(local)
+            context.deliver(group[local], result)
+
+        def on_epoch(n_models: int, epoch: int) -> None:
+            context.checkpoint(device, n_models, epoch)
+
+        try:
+            context.checkpoint(device, len(group), None)
+            pack = Pack(data, [tasks[i] for i in group], context.keep_optimizer_state)
+            pack.train(context.report, on_result=on_result, on_epoch=on_epoch)
+            continue
+        except Exception as error:
+            if not is_out_of_memory(error) or len(group) == 1:
+                raise
+        # Out of memory. The failed pack's tensors went with the exception.
+        pack = None
+        _release(device)
+        rest = [index for local, index in enumerate(group) if local not in done]
+        half = (len(rest) + 1) // 2
+        logger.info(
+            "Out of memory training %d models on %s (%d had finished); "
+            "retrying the other %d as packs of %d and %d.",
+            len(group),
+            device,
+            len(done),
+            len(rest),
+            half,
+            len(rest) - half,
+        )
+        # The halves go on a stack: both run before any other pending group.
+        pending.extend(part for part in (rest[half:], rest[:half]) if part)
