@@ -86,6 +86,11 @@ class LocalBackend(Backend):
         context = replace(context, cancelled=lambda: stop.is_set() or outer())
 
         def work(device: torch.device) -> None:
+            if device.type == "cpu":
+                # OpenMP's thread count is per calling thread: without this each
+                # worker's kernels would fork teams of the default size, and the
+                # workers' teams oversubscribe the cores (2x the CPU time, measured).
+                torch.set_num_threads(1)
             data = replicas[device]
             while not stop.is_set():
                 try:
