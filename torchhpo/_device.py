@@ -47,3 +47,27 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     raise ValueError(
         f"The 'dtype' parameter must be 'float32' or 'float64'. Got {dtype!r} instead."
     )
+
+
+def resolve_devices(device) -> list[torch.device]:
+    """Return the devices a search spreads its packs over.
+
+    ``"cuda"`` means every visible GPU; a list or tuple names devices one by one
+    (``["cuda:0", "cuda:1"]``, or ``["cpu", "cpu"]`` for two CPU workers); anything
+    else is one device, as :func:`resolve_device`.
+
+    Raises
+    ------
+    ValueError
+        For an empty list, or a device that cannot be used.
+    """
+    if isinstance(device, list | tuple):
+        if not device:
+            raise ValueError(
+                "The 'device' parameter must name at least one device. Got an empty "
+                f"{type(device).__name__} instead."
+            )
+        return [resolve_device(d) for d in device]
+    if device == "cuda" and torch.cuda.is_available():
+        return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+    return [resolve_device(device)]

@@ -49,7 +49,14 @@ def test_is_a_drop_in_subclass():
     ours = list(search.get_params(deep=False))
     theirs = list(sk.GridSearchCV(tiny_mlp(), {"alpha": [1e-4]}).get_params(False))
     assert set(theirs) < set(ours)
-    assert set(ours) - set(theirs) == {"device", "dtype", "progress", "max_pack_size"}
+    assert set(ours) - set(theirs) == {
+        "device",
+        "dtype",
+        "progress",
+        "max_pack_size",
+        "backend",
+        "checkpoint",
+    }
 
 
 @pytest.mark.slow

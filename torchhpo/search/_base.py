@@ -17,8 +17,11 @@ is inherited from scikit-learn's classes.
 from __future__ import annotations
 
 import numbers
+import os
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from inspect import signature
 
 import torch
@@ -35,16 +38,19 @@ from sklearn.utils.metadata_routing import _routing_enabled
 from sklearn.utils.parallel import Parallel
 from sklearn.utils.validation import _check_method_params, indexable
 
-from .._device import resolve_device, resolve_dtype
+from .._device import resolve_devices, resolve_dtype
+from ._checkpoint import Journal, search_fingerprint
 from ._estimators import refit as refit_estimator
 from ._scheduler import FusedScheduler
 
 #: Constraints of the torchhpo-only, keyword-only search options.
 TORCHHPO_OPTIONS: dict = {
-    "device": [None, str, torch.device],
+    "device": [None, str, torch.device, list, tuple],
     "dtype": [None, StrOptions({"float32", "float64"}), torch.dtype],
     "progress": ["boolean"],
     "max_pack_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    "backend": [StrOptions({"local", "ray"})],
+    "checkpoint": [None, str, os.PathLike],
 }
 
 
@@ -52,16 +58,27 @@ class BaseSearchCV(_SklearnBaseSearchCV):
     """Base class of torchhpo's searches; scikit-learn's, with fused training.
 
     Subclasses say which candidates to try (``_run_search``), as in scikit-learn.
-    The torchhpo options ``device``, ``dtype``, ``progress`` and ``max_pack_size``
-    are attributes set by the subclasses' constructors.
+    The torchhpo options ``device``, ``dtype``, ``progress``, ``max_pack_size``,
+    ``backend`` and ``checkpoint`` are attributes set by the subclasses'
+    constructors.
     """
 
     def _check_torchhpo_options(self) -> None:
         """Fail early, quoting the value, on a device or dtype that cannot be used."""
         if self.device is not None:
-            resolve_device(self.device)
+            resolve_devices(self.device)
         if self.dtype is not None:
             resolve_dtype(self.dtype)
+
+    def _engine_devices(self) -> list[torch.device] | None:
+        """Devices the packs are spread over (None: each MLP's own device)."""
+        return None if self.device is None else resolve_devices(self.device)
+
+    def _mlp_device(self):
+        """The device set on the MLPs (and ``best_estimator_``): the first listed."""
+        if isinstance(self.device, list | tuple):
+            return self.device[0]
+        return self.device
 
     @_fit_context(
         # *SearchCV.estimator is not validated yet
@@ -133,6 +150,10 @@ class BaseSearchCV(_SklearnBaseSearchCV):
             error_score=self.error_score,
             verbose=self.verbose,
         )
+        journal = None
+        if self.checkpoint is not None:
+            fingerprint = search_fingerprint(self, X, y, routed_params.estimator.fit)
+            journal = Journal.open(self.checkpoint, fingerprint)
         scheduler = FusedScheduler(
             self,
             X,
@@ -140,9 +161,10 @@ class BaseSearchCV(_SklearnBaseSearchCV):
             fit_and_score_kwargs=fit_and_score_kwargs,
             parallel=parallel,
             routing=_routing_enabled(),
+            journal=journal,
         )
         results = {}
-        with parallel:
+        with parallel, _closing(journal):
             all_candidate_params = []
             all_out = []
             all_more_results = defaultdict(list)
@@ -266,7 +288,7 @@ class BaseSearchCV(_SklearnBaseSearchCV):
                     X,
                     y,
                     routed_params.estimator.fit,
-                    self.device,
+                    self._mlp_device(),
                     self.dtype,
                 )
                 refit_end_time = time.time()
@@ -292,3 +314,13 @@ class BaseSearchCV(_SklearnBaseSearchCV):
         )
 
         return self
+
+
+@contextmanager
+def _closing(journal: Journal | None) -> Iterator[None]:
+    """Close the checkpoint journal however the search ends (Ctrl-C included)."""
+    try:
+        yield
+    finally:
+        if journal is not None:
+            journal.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from sklearn.model_selection import GridSearchCV as _SklearnGridSearchCV
@@ -34,20 +36,41 @@ return_train_score :
         becomes non-finite gets ``error_score`` (or, with ``"raise"``, the
         ``ValueError`` scikit-learn's MLP raises) and a ``FitFailedWarning``; its
         pack-mates are unaffected.
-    device : str or torch.device, default=None
-        Device of the fused training: ``"auto"``, ``"cpu"``, ``"cuda"``,
-        ``"cuda:N"`` or a :class:`torch.device`. None uses a torchhpo estimator's
-        own ``device`` and ``"auto"`` (CUDA when available) for scikit-learn's
-        MLPs. When set, it is also set on torchhpo estimators (and thus on
-        ``best_estimator_``).
+    device : str, torch.device or list of them, default=None
+        Device of the fused training: ``"auto"``, ``"cpu"``, ``"cuda"`` (every
+        visible GPU), ``"cuda:N"``, a :class:`torch.device`, or a list of devices
+        to spread the packs over (``["cuda:0", "cuda:1"]``; ``["cpu", "cpu"]``
+        for two CPU workers), each with its own copy of the data; results are
+        those of one device. None uses a torchhpo estimator's own ``device`` and
+        ``"auto"`` (CUDA when available) for scikit-learn's MLPs. When set, it
+        (the first device of several) is also set on torchhpo estimators (and
+        thus on ``best_estimator_``).
     dtype : {"float32", "float64"} or torch.dtype, default=None
         Training precision; None uses a torchhpo estimator's own ``dtype``
         (``"float32"`` for scikit-learn's MLPs).
     progress : bool, default=True
         Show a ``tqdm.auto`` progress bar (terminal or notebook) over the fits.
     max_pack_size : int, default=None
-        Most models trained together in one pack; None puts every model of equal
-        shapes in one pack.
+        Most models trained together in one pack. None sizes packs from a memory
+        estimate (on CUDA, a share of the free memory; on a CPU, a cap); a CUDA
+        out-of-memory error splits a pack and retries it, without training any
+        model twice or changing results.
+    backend : {"local", "ray"}, default="local"
+        Where packs train: worker threads on ``device``, or Ray tasks (one per
+        pack, asking for a GPU when ``device`` is CUDA) on the cluster the
+        process is connected to (call ``ray.init(address=...)`` first; without
+        it, ``ray.init()`` is called). The data goes into Ray's object store
+        once; a pack whose node dies is retried elsewhere. Needs
+        ``pip install 'torchhpo[ray]'``.
+    checkpoint : str or path-like, default=None
+        A journal file to which each (candidate, fold) model's training result
+        is appended as soon as it finishes. Rerun with the same arguments and
+        path after an interruption (a kill, Ctrl-C), the search trains only the
+        models the journal lacks and gives the ``cv_results_`` of an
+        uninterrupted run; a finished search trains nothing. A journal written
+        for other data, another estimator, space or CV is refused with an
+        error. The file is kept after success. Models of estimators evaluated
+        one by one (not fused) are not journaled.
 
     Attributes
     ----------
@@ -100,6 +123,8 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_ :
         dtype: str | torch.dtype | None = None,
         progress: bool = True,
         max_pack_size: int | None = None,
+        backend: str = "local",
+        checkpoint: str | os.PathLike | None = None,
     ):
         super().__init__(
             estimator=estimator,
@@ -117,3 +142,5 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_ :
         self.dtype = dtype
         self.progress = progress
         self.max_pack_size = max_pack_size
+        self.backend = backend
+        self.checkpoint = checkpoint

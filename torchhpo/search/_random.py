@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from sklearn.model_selection import RandomizedSearchCV as _SklearnRandomizedSearchCV
@@ -34,8 +36,10 @@ class RandomizedSearchCV(BaseSearchCV, _SklearnRandomizedSearchCV):
 return_train_score :
         As scikit-learn's (see :class:`~torchhpo.GridSearchCV` for ``n_jobs`` and
         ``error_score``).
-    device, dtype, progress, max_pack_size :
-        torchhpo options, as in :class:`~torchhpo.GridSearchCV`.
+    device, dtype, progress, max_pack_size, backend, checkpoint :
+        torchhpo options, as in :class:`~torchhpo.GridSearchCV`. To resume from a
+        ``checkpoint``, ``random_state`` must be fixed, so that the rerun draws
+        the same candidates.
 
     Attributes
     ----------
@@ -85,6 +89,8 @@ feature_names_in_ :
         dtype: str | torch.dtype | None = None,
         progress: bool = True,
         max_pack_size: int | None = None,
+        backend: str = "local",
+        checkpoint: str | os.PathLike | None = None,
     ):
         super().__init__(
             estimator=estimator,
@@ -104,6 +110,8 @@ feature_names_in_ :
         self.dtype = dtype
         self.progress = progress
         self.max_pack_size = max_pack_size
+        self.backend = backend
+        self.checkpoint = checkpoint
 
     def _run_search(self, evaluate_candidates, *, callback_ctx=None):
         """Check the distributions, then sample and evaluate as scikit-learn."""

@@ -12,7 +12,10 @@
 3. hand all tasks sharing a device, dtype and data shape to one
    :func:`~torchhpo.engine.train_models` call, over one
    :class:`~torchhpo.engine.DeviceData` (the data goes to the device once), which
-   packs models of equal shapes and trains them together;
+   packs models of equal shapes and trains them together (on the search's
+   ``device`` list or ``backend``); with a ``checkpoint``, models the journal
+   (:mod:`~torchhpo.search._checkpoint`) holds are not trained again, and each
+   trained one is journaled as it finishes;
 4. store each result on its estimator (``_apply_result``), then score it through
    scikit-learn's ``_fit_and_score`` (:mod:`~torchhpo.search._replay`).
 
@@ -33,6 +36,7 @@ from sklearn.utils.parallel import delayed
 from .._device import resolve_device, resolve_dtype
 from ..engine import DeviceData, ModelResult, train_models
 from ..neural_network import BaseMLP
+from ._checkpoint import Journal, model_key
 from ._estimators import FusedForm, fused_form
 from ._progress import progress_bar
 from ._replay import collect_convergence_warnings, replay_fit_and_score
@@ -50,6 +54,8 @@ class _Model:
     result: ModelResult | None = None
     error: BaseException | None = None
     fitted: object = None
+    slot: tuple[int, int] | None = None  # (candidate, fold) in the journal
+    key: str | None = None  # digest of its parameters and fold, for the journal
 
     def data_key(self) -> tuple:
         """Models with equal keys train over one DeviceData."""
@@ -109,19 +115,34 @@ class FusedScheduler:
         Runs per-fit evaluations (``return_as="generator"``).
     routing : bool
         Whether metadata routing is enabled.
+    journal : Journal, optional
+        The checkpoint journal: fused models it holds are not trained again, and
+        each newly trained one is appended as it finishes.
     """
 
-    def __init__(self, search, X, y, *, fit_and_score_kwargs, parallel, routing):
+    def __init__(
+        self,
+        search,
+        X,
+        y,
+        *,
+        fit_and_score_kwargs,
+        parallel,
+        routing,
+        journal: Journal | None = None,
+    ):
         self.search = search
         self.X, self.y = X, y
         self.kwargs = fit_and_score_kwargs
         self.parallel = parallel
         self.routing = routing
         self.error_score = fit_and_score_kwargs["error_score"]
+        self.journal = journal
+        self.n_evaluated = 0  # candidates of earlier evaluate calls (journal index)
 
     # -- planning -----------------------------------------------------------------
     def _form(self, estimator) -> FusedForm | None:
-        form = fused_form(estimator, self.search.device, self.search.dtype)
+        form = fused_form(estimator, self.search._mlp_device(), self.search.dtype)
         fit_params = self.kwargs["fit_params"]
         if form is not None and form.fit_params_supported(fit_params, self.routing):
             return form
@@ -171,8 +192,34 @@ class FusedScheduler:
         return fused, per_fit
 
     # -- training -----------------------------------------------------------------
+    def _resume(self, models: list[_Model], bar) -> list[_Model]:
+        """Give models the results the journal holds; return the others."""
+        if self.journal is None:
+            return models
+        left = []
+        for model in models:
+            if model.error is None:
+                model.result = self.journal.get(*model.slot, model.key)
+                if model.result is not None:
+                    bar.update(1)
+                    continue
+            left.append(model)
+        return left
+
+    def _journal(self, trained: list[_Model]):
+        """Return the engine's ``on_result`` callback appending to the journal."""
+        if self.journal is None:
+            return None
+
+        def append(index: int, result: ModelResult) -> None:
+            model = trained[index]
+            self.journal.append(*model.slot, model.key, result)
+
+        return append
+
     def _train(self, models: list[_Model], splits, bar) -> None:
         """Train every prepared model, one engine call per data key."""
+        models = self._resume(models, bar)
         groups: dict[tuple, list[_Model]] = {}
         for model in models:
             if model.error is None:
@@ -212,7 +259,10 @@ class FusedScheduler:
                 data,
                 tasks,
                 max_pack_size=self.search.max_pack_size,
+                devices=self.search._engine_devices(),
+                backend=self.search.backend,
                 on_finished=bar.update,
+                on_result=self._journal(trained),
             )
             for model, result in zip(trained, results, strict=True):
                 model.result = result
@@ -251,6 +301,12 @@ class FusedScheduler:
             for params in candidate_params
         ]
         fused, per_fit = self._plan(configured, splits)
+        if self.journal is not None:
+            for model in fused:
+                c, s = divmod(model.index, n_splits)
+                model.slot = (self.n_evaluated + c, s)
+                model.key = model_key(candidate_params[c], *splits[s])
+        self.n_evaluated += n_candidates
         results: list = [None] * (n_candidates * n_splits)
         desc = type(self.search).__name__
         with progress_bar(len(results), self.search.progress, desc) as bar:
