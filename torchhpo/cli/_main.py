@@ -2,6 +2,7 @@
 
     torchhpo run CONFIG.yaml [--device D] [--out DIR] [--force] [--top N]
                              [--no-progress] [--no-plots]
+                             [--checkpoint JOURNAL [--resume]]
     torchhpo predict RUN_DIR DATA.csv [--out FILE] [--force]
 
 Errors a user can fix (config, data, existing output) print one line,
@@ -74,6 +75,22 @@ def _parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--no-plots", action="store_true", help="do not write the PNG plots"
     )
+    run_parser.add_argument(
+        "--checkpoint",
+        metavar="JOURNAL",
+        help=(
+            "journal each finished (candidate, fold) model to this file, so a "
+            "killed or interrupted run can be resumed (the file is kept)"
+        ),
+    )
+    run_parser.add_argument(
+        "--resume",
+        action="store_true",
+        help=(
+            "continue the run whose --checkpoint journal exists: train only the "
+            "models it lacks (same config and data, or it is refused)"
+        ),
+    )
 
     predict_parser = commands.add_parser(
         "predict",
@@ -120,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     progress=not args.no_progress,
                     plots=not args.no_plots,
                     top=args.top,
+                    checkpoint=args.checkpoint,
+                    resume=args.resume,
                 )
             else:
                 path = predict(args.run_dir, args.data, out=args.out, force=args.force)
@@ -127,4 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except USER_ERRORS as error:
             print(f"torchhpo: error: {error}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            hint = ""
+            if getattr(args, "checkpoint", None):
+                hint = (
+                    f"; finished models are in {args.checkpoint}: rerun with "
+                    f"--checkpoint {args.checkpoint} --resume to continue"
+                )
+            print(f"torchhpo: interrupted{hint}", file=sys.stderr)
+            return 130
     return 0

@@ -21,6 +21,7 @@ from sklearn.base import is_classifier
 
 from .. import __version__
 from .._device import resolve_device
+from ..search import CheckpointError
 from ._build import build_search, count_candidates
 from ._config import ConfigError, RunConfig, load_config
 from ._datasets import Dataset, load_dataset, load_npy, numeric_columns, read_csv
@@ -86,6 +87,8 @@ def run(
     plots: bool = True,
     top: int = 5,
     stdout: TextIO | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Run the search a config describes and write its run folder.
 
@@ -107,6 +110,12 @@ def run(
         Candidates shown in the leaderboard.
     stdout : text stream, optional
         Where the summary goes (default ``sys.stdout``).
+    checkpoint : str or Path, optional
+        Journal file for the search's finished models (the search's
+        ``checkpoint``); it must not exist yet unless ``resume``.
+    resume : bool
+        Continue from the existing ``checkpoint`` journal: only the models it
+        lacks are trained.
 
     Returns
     -------
@@ -118,17 +127,22 @@ def run(
         For a config or dataset that cannot be run (before any training).
     RunFolderExists
         If the run folder exists and ``force`` is False (before any training).
+    CommandError
+        For a ``checkpoint`` / ``resume`` mismatch, or a journal written by
+        another search.
     """
     stdout = stdout or sys.stdout
     config = load_config(config_path).with_device(device)
     folder = Path(out) if out is not None else default_out(config)
     check_out_dir(folder, force)
+    _check_checkpoint(checkpoint, resume)
     classifier = is_classifier(config.estimator_class())
     try:
         dataset = load_dataset(config.dataset, classification=classifier)
     except ConfigError as error:
         raise _with_source(error, config) from error
     search, recorder = build_search(config, dataset, progress=progress)
+    search.set_params(checkpoint=checkpoint)
     inputs = "standardized" if config.preprocessing == "standardize" else "raw"
     device_used = resolve_device(config.params.get("device", "auto"))
     print(
@@ -141,7 +155,10 @@ def run(
     )
     started = dt.datetime.now(dt.timezone.utc)
     tic = time.perf_counter()
-    search.fit(dataset.X, dataset.y)
+    try:
+        search.fit(dataset.X, dataset.y)
+    except CheckpointError as error:
+        raise CommandError(str(error)) from error
     seconds = time.perf_counter() - tic
 
     run_folder = RunFolder(folder, force).open()
@@ -191,6 +208,24 @@ def run(
     return RunResult(
         folder, config, dataset, search, recorder, seconds, list(run_folder.files)
     )
+
+
+def _check_checkpoint(checkpoint: str | Path | None, resume: bool) -> None:
+    """Refuse --resume without a journal, and a journal --resume did not ask for."""
+    if checkpoint is None:
+        if resume:
+            raise CommandError(
+                "--resume needs --checkpoint JOURNAL, the run's journal."
+            )
+        return
+    path = Path(checkpoint)
+    if resume and not path.is_file():
+        raise CommandError(f"--resume: the journal {path} does not exist.")
+    if not resume and path.exists():
+        raise CommandError(
+            f"the journal {path} exists; pass --resume to continue its run, or "
+            "another --checkpoint path to start afresh."
+        )
 
 
 # -- predict ------------------------------------------------------------------------

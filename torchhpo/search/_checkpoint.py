@@ -69,6 +69,10 @@ NOT_TRAINING = frozenset(
 )
 
 
+class CheckpointError(ValueError):
+    """A checkpoint journal that cannot be used for this search (refused)."""
+
+
 # -- fingerprints -------------------------------------------------------------------
 def canonical(value):
     """Return a JSON-able form of ``value`` that is equal across processes.
@@ -181,7 +185,7 @@ def _encode(value):
 def _array(obj) -> np.ndarray:
     dtype = np.dtype(obj["__array__"])
     if dtype.kind not in "fiub":
-        raise ValueError(f"unexpected array dtype {dtype} in a journal record")
+        raise CheckpointError(f"unexpected array dtype {dtype} in a journal record")
     raw = base64.b64decode(obj["data"])
     return np.frombuffer(raw, dtype=dtype).reshape(obj["shape"]).copy()
 
@@ -286,19 +290,19 @@ class Journal:
         if header is None and _header_prefix(raw):
             return 0  # killed while writing the header: start afresh
         if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise ValueError(
+            raise CheckpointError(
                 f"{path} is not a torchhpo checkpoint journal; pass the path of a "
                 "journal, or of a file that does not exist yet."
             )
         if header.get("version") != VERSION:
-            raise ValueError(
+            raise CheckpointError(
                 f"The checkpoint journal {path} has format version "
                 f"{header.get('version')!r}; this torchhpo reads version {VERSION}."
             )
         theirs = header.get("fingerprint", {})
         differs = [k for k in fingerprint if theirs.get(k) != fingerprint[k]]
         if differs:
-            raise ValueError(
+            raise CheckpointError(
                 f"The checkpoint journal {path} was written by another search: its "
                 f"{', '.join(differs)} differ{'s' if len(differs) == 1 else ''} from "
                 "this search's. Resuming would mix results of different searches; "
@@ -315,7 +319,7 @@ class Journal:
                 if number == len(body) + 1:
                     end -= len(line) + 1
                     break
-                raise ValueError(
+                raise CheckpointError(
                     f"The checkpoint journal {path} is damaged at line {number} "
                     "(not a torn last record); delete it to start the search over."
                 )
@@ -338,7 +342,7 @@ class Journal:
         if record is None:
             return None
         if record["key"] != key:
-            raise ValueError(
+            raise CheckpointError(
                 f"The checkpoint journal {self.path} holds a result for candidate "
                 f"{candidate}, fold {fold} trained with other parameters or on "
                 "another CV split than this search's. Resuming needs the same "
