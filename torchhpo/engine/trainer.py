@@ -164,7 +164,7 @@ def train_models(
     if max_pack_size is None and data.device.type == "cpu":
         max_pack_size = CPU_PACK_SIZE
     packs = memory.split_to_fit(plan_packs(tasks, max_pack_size), data, tasks, budget)
-    n_slots = sum(slots.values())
+    n_slots = backend.n_slots(data, devices, n_workers)
     if n_slots > 1 and len(tasks) > 1:
         packs = balance_packs(packs, n_slots)
     jobs = [Job(tuple(p)) for p in packs]

@@ -18,12 +18,17 @@ class Backend(ABC):
     def concurrency(
         self, data: DeviceData, devices: Sequence[torch.device], n_workers: int | None
     ) -> dict[torch.device, int]:
-        """Return how many packs train at once on each device (planning hint).
+        """Return how many packs train at once on each device, which share its memory.
 
-        The trainer splits packs until every slot has work, and divides each
-        device's memory budget by its slots.
+        The trainer divides each device's memory budget by this count.
         """
         return {device: 1 for device in devices}
+
+    def n_slots(
+        self, data: DeviceData, devices: Sequence[torch.device], n_workers: int | None
+    ) -> int:
+        """Return how many packs train at once in all (packs are split to fill them)."""
+        return sum(self.concurrency(data, devices, n_workers).values())
 
     @abstractmethod
     def run(

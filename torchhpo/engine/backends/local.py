@@ -91,6 +91,8 @@ class LocalBackend(Backend):
                 # worker's kernels would fork teams of the default size, and the
                 # workers' teams oversubscribe the cores (2x the CPU time, measured).
                 torch.set_num_threads(1)
+            else:
+                torch.cuda.set_device(device)  # this thread's kernels and caches
             data = replicas[device]
             while not stop.is_set():
                 try:

@@ -157,13 +157,17 @@ class RayBackend(Backend):
         return ray
 
     def concurrency(self, data, devices, n_workers):
+        # Each task has its own GPU, or its share of a node: packs share no budget.
+        return {data.device: 1}
+
+    def n_slots(self, data, devices, n_workers):
         ray = self._connect()
         resources = ray.cluster_resources()
         if data.device.type == "cuda":
             slots = resources.get("GPU", 0) / self.num_gpus
         else:
             slots = resources.get("CPU", 0) / self.num_cpus
-        return {data.device: max(int(slots), 1)}
+        return max(int(slots), 1)
 
     def run(
         self,
