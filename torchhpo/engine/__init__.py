@@ -3,6 +3,10 @@
 The engine knows nothing of scikit-learn's estimator or search API. Callers describe
 models as :class:`ModelTask` (hyper-parameters, index sets, seed) over one
 :class:`DeviceData`, and get :class:`ModelResult` back from :func:`train_models`.
+
+Placement, in the order :func:`train_models` uses it: ``memory`` (how many models fit
+in a pack), ``jobs`` (one pack's training, split and retried on out-of-memory), and
+``backends`` (where jobs run: worker threads on local devices, or Ray tasks).
 """
 
 from .data import DeviceData
