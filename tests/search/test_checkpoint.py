@@ -64,9 +64,12 @@ def records(path):
 # The subprocess trains STOP models, then hangs at the next pack until signalled.
 KILLED_SEARCH = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     from functools import partial
     import torch
+    # Ctrl-C raises KeyboardInterrupt even where SIGINT came in ignored (a
+    # background job of a non-interactive shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     torch.set_num_threads(1)
     import torchhpo.search._scheduler as scheduler
     from tests.search.test_checkpoint import load_data, make_search
