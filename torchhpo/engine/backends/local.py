@@ -22,6 +22,7 @@ from ..data import DeviceData
 from ..jobs import Cancelled, Job, JobContext, run_job
 from ..spec import ModelTask
 from ._base import Backend
+from .forked import fork_usable, run_forked
 
 
 @contextmanager
@@ -41,7 +42,17 @@ def default_workers(device: torch.device) -> int:
 
 
 class LocalBackend(Backend):
-    """Train packs on worker threads, spread over this machine's devices."""
+    """Train packs on worker threads, spread over this machine's devices.
+
+    Parameters
+    ----------
+    processes : bool
+        On one CPU device, run the workers as forked processes where that is safe
+        (see :mod:`~torchhpo.engine.backends.forked`), else as threads.
+    """
+
+    def __init__(self, processes: bool = True) -> None:
+        self.processes = processes
 
     def worker_devices(
         self, devices: Sequence[torch.device], n_workers: int | None
@@ -69,8 +80,11 @@ class LocalBackend(Backend):
         workers = self.worker_devices(devices, n_workers)
         packs = deque(job for job in jobs if not job.lbfgs)
         if len(workers) > 1 and len(packs) > 1:
-            replicas = {device: data.to(device) for device in dict.fromkeys(workers)}
-            self._run_threads(replicas, workers, tasks, packs, context)
+            if len(devices) == 1 and self.processes and fork_usable(devices):
+                run_forked(data, tasks, list(packs), len(workers), context)
+            else:
+                replicas = {d: data.to(d) for d in dict.fromkeys(workers)}
+                self._run_threads(replicas, workers, tasks, packs, context)
         else:
             for job in packs:
                 run_job(data, tasks, job, context)

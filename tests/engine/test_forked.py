@@ -1,0 +1,83 @@
+"""Forked CPU workers: same results as one process, errors and progress come back."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import StratifiedKFold
+
+import torchhpo.engine.backends.local as local
+from torchhpo.engine import DeviceData, Hyperparams, ModelTask, train_models
+from torchhpo.engine.backends.forked import fork_usable
+from torchhpo.engine.backends.local import LocalBackend
+
+pytestmark = pytest.mark.skipif(
+    not fork_usable([torch.device("cpu")]), reason="forked workers need Linux fork"
+)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300] / 16.0, y[:300]
+    data = DeviceData.from_numpy(
+        X, np.eye(10)[y], target_kind="multiclass", loss="log_loss"
+    )
+    folds = [train for train, _ in StratifiedKFold(3).split(X, y)]
+    tasks = [
+        ModelTask(
+            Hyperparams(hidden_layer_sizes=(12,), solver=s, max_iter=8), f, seed=i
+        )
+        for i, s in enumerate(["adam", "sgd", "adam", "sgd"])
+        for f in folds
+    ]
+    return data, tasks, train_models(data, tasks, n_workers=1)
+
+
+def _same(results, reference):
+    for a, b in zip(results, reference, strict=True):
+        assert a.n_iter == b.n_iter
+        assert a.state.loss_curve == b.state.loss_curve
+        for ca, cb in zip(a.state.coefs, b.state.coefs, strict=True):
+            np.testing.assert_array_equal(ca, cb)
+
+
+def test_forked_workers_give_the_results_of_one_process(problem, monkeypatch):
+    data, tasks, reference = problem
+    calls = []
+    real = local.run_forked
+    monkeypatch.setattr(
+        local, "run_forked", lambda *a, **k: calls.append(a[3]) or real(*a, **k)
+    )
+    finished = []
+    results = train_models(
+        data, tasks, n_workers=3, max_pack_size=2, on_finished=finished.append
+    )
+    assert calls == [3]  # the forked path ran, with three processes
+    _same(results, reference)
+    assert sum(finished) == len(tasks)  # progress from every process arrives
+    assert torch.get_num_threads() == 1  # restored (the tests run single-threaded)
+
+
+def test_thread_workers_remain_available(problem):
+    data, tasks, reference = problem
+    results = train_models(
+        data, tasks, n_workers=2, max_pack_size=3, backend=LocalBackend(processes=False)
+    )
+    _same(results, reference)
+
+
+def test_an_error_in_a_worker_process_reaches_the_caller(problem):
+    data, tasks, _ = problem
+    parent = os.getpid()
+
+    def fail_in_children(device, n_models, epoch):
+        if os.getpid() != parent and epoch == 1:
+            raise ValueError("worker fault")
+
+    with pytest.raises(ValueError, match="worker fault"):
+        train_models(
+            data, tasks, n_workers=2, max_pack_size=1, pack_hook=fail_in_children
+        )
