@@ -81,3 +81,10 @@ def test_an_error_in_a_worker_process_reaches_the_caller(problem):
         train_models(
             data, tasks, n_workers=2, max_pack_size=1, pack_hook=fail_in_children
         )
+
+
+def test_no_forking_inside_a_daemonic_process(monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True)
+    assert not fork_usable([torch.device("cpu")])

@@ -39,6 +39,8 @@ def fork_usable(devices: Sequence[torch.device]) -> bool:
         and "fork" in mp.get_all_start_methods()
         and all(device.type == "cpu" for device in devices)
         and not torch.cuda.is_initialized()
+        # A daemonic process (a multiprocessing.Pool worker) may not have children.
+        and not mp.current_process().daemon
     )
 
 
