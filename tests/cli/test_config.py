@@ -144,7 +144,7 @@ ERRORS = {
     "distribution in a grid": (
         {"search": _space(alpha={"loguniform": [1e-5, 1e-1]})},
         "search.space.alpha",
-        "needs search.kind: random; a grid takes a list of values",
+        "needs search.kind: random or halving_random; kind: grid takes a list",
     ),
     "log-uniform from zero": (
         {

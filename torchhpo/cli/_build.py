@@ -14,7 +14,12 @@ from sklearn.model_selection import ParameterGrid, check_cv
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..search import GridSearchCV, RandomizedSearchCV
+from ..search import (
+    GridSearchCV,
+    HalvingGridSearchCV,
+    HalvingRandomSearchCV,
+    RandomizedSearchCV,
+)
 from ._config import Distribution, RunConfig
 from ._datasets import Dataset
 from ._recorder import LossCurveRecorder
@@ -23,7 +28,12 @@ from ._recorder import LossCurveRecorder
 SCALER_STEP, MLP_STEP = "standardize", "mlp"
 MLP_PREFIX = f"{MLP_STEP}__"
 
-_SEARCHES = {"grid": GridSearchCV, "random": RandomizedSearchCV}
+_SEARCHES = {
+    "grid": GridSearchCV,
+    "random": RandomizedSearchCV,
+    "halving_grid": HalvingGridSearchCV,
+    "halving_random": HalvingRandomSearchCV,
+}
 
 
 def build_estimator(config: RunConfig):
@@ -78,7 +88,12 @@ def build_search(
     )
     options = {"scoring": recorder, "cv": splits, "progress": progress}
     if config.kind == "random":
-        options.update(n_iter=config.n_iter, random_state=config.random_state)
+        options.update(n_iter=config.n_iter)
+    if config.kind != "grid":
+        options.update(random_state=config.random_state)
+    options.update(config.halving)
+    if config.halving.get("resource", "n_samples") != "n_samples":
+        options["resource"] = search_name(config, config.halving["resource"])
     return _SEARCHES[config.kind](estimator, space, **options), recorder
 
 
@@ -92,4 +107,7 @@ def count_candidates(config: RunConfig) -> int:
         if any(isinstance(v, Distribution) for v in config.space.values()):
             return config.n_iter
         return min(config.n_iter, len(ParameterGrid(config.space)))
+    if config.kind == "halving_random":
+        n_candidates = config.halving["n_candidates"]
+        return n_candidates if isinstance(n_candidates, int) else 0
     return len(ParameterGrid(config.space))

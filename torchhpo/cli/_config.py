@@ -9,14 +9,17 @@ A config is a mapping (see ``configs/`` for complete examples)::
       class: MLPClassifier       # or MLPRegressor
       params: {random_state: 0}  # fixed parameters
     search:
-      kind: grid                 # or random
-      space:                     # lists of values; random also takes distributions
+      kind: grid                 # or random, halving_grid, halving_random
+      space:                     # lists of values; random kinds take distributions
         hidden_layer_sizes: [[50, 50], [100]]
         alpha: {loguniform: [1e-5, 1e-1]}
       cv: 5
       scoring: null              # a scikit-learn scorer name; null: estimator.score
       n_iter: 10                 # random only
       random_state: 0            # random only (the sampling seed)
+      factor: 3                  # halving only (and resource, max_resources,
+                                 # min_resources, aggressive_elimination;
+                                 # n_candidates for halving_random)
 
 :func:`load_config` returns a :class:`RunConfig`, or raises :class:`ConfigError`
 with a message that names the key (``search.space.alpha``) and says what was
@@ -90,7 +93,17 @@ SYNTHETIC_DATASETS: dict[str, Callable] = {
 }
 
 PREPROCESSING = ("standardize", "none")
-SEARCH_KINDS = ("grid", "random")
+SEARCH_KINDS = ("grid", "random", "halving_grid", "halving_random")
+#: Kinds whose space may hold distributions (candidates are sampled).
+SAMPLED_KINDS = ("random", "halving_random")
+#: Options of the halving kinds, with scikit-learn's defaults per kind.
+HALVING_OPTIONS = {
+    "factor": 3,
+    "resource": "n_samples",
+    "max_resources": "auto",
+    "min_resources": {"halving_grid": "exhaust", "halving_random": "smallest"},
+    "aggressive_elimination": False,
+}
 DATA_SUFFIXES = (".csv", ".npy")
 
 
@@ -204,9 +217,12 @@ class RunConfig:
     n_iter : int or None
         Candidates sampled (random only).
     random_state : int or None
-        Seed of the candidate sampling (random only).
+        Seed of the candidate sampling (random kinds) or of the halving subsamples.
     description : str or None
         Free text, kept in the run folder.
+    halving : dict
+        The halving kinds' options (``factor``, ``resource``, ``max_resources``,
+        ``min_resources``, ``aggressive_elimination``, ``n_candidates``).
     """
 
     source: Path
@@ -221,6 +237,7 @@ class RunConfig:
     n_iter: int | None = None
     random_state: int | None = None
     description: str | None = None
+    halving: dict = field(default_factory=dict)
 
     @property
     def estimator_class(self) -> type:
@@ -249,7 +266,9 @@ class RunConfig:
         }
         if self.kind == "random":
             search["n_iter"] = self.n_iter
+        if self.kind != "grid":
             search["random_state"] = self.random_state
+        search.update(self.halving)
         config: dict[str, Any] = {}
         if self.description is not None:
             config["description"] = self.description
@@ -480,7 +499,16 @@ class _Checker:
         spec = self.mapping(
             "search",
             raw,
-            ("kind", "space", "cv", "scoring", "n_iter", "random_state"),
+            (
+                "kind",
+                "space",
+                "cv",
+                "scoring",
+                "n_iter",
+                "random_state",
+                "n_candidates",
+                *HALVING_OPTIONS,
+            ),
             ("kind", "space"),
         )
         kind = self.choice("search.kind", spec["kind"], SEARCH_KINDS)
@@ -493,6 +521,23 @@ class _Checker:
                         "combination); the estimator's seed goes in "
                         "estimator.params.random_state.",
                     )
+        if kind != "random" and "n_iter" in spec:
+            self.fail(
+                "search.n_iter",
+                f"only used by kind: random; kind: {kind} "
+                + (
+                    "samples search.n_candidates."
+                    if kind == "halving_random"
+                    else "tries every combination."
+                ),
+            )
+        halving = self.halving(spec, kind)
+        if halving.get("resource", "n_samples") in spec["space"]:
+            self.fail(
+                f"search.space.{halving['resource']}",
+                "is the halving resource (search.resource): the iterations set it; "
+                "it cannot also be searched.",
+            )
         space = self.space(spec["space"], kind, cls, params)
         cv = self.integer("search.cv", spec.get("cv", 5), minimum=2)
         scoring = spec.get("scoring")
@@ -515,11 +560,88 @@ class _Checker:
             result["n_iter"] = self.integer(
                 "search.n_iter", spec.get("n_iter", 10), minimum=1
             )
+        if kind != "grid":
             random_state = spec.get("random_state")
             if random_state is not None:
                 random_state = self.integer("search.random_state", random_state, 0)
             result["random_state"] = random_state
+        result["halving"] = halving
         return result
+
+    def halving(self, spec: dict, kind: str) -> dict:
+        """Check the halving options (scikit-learn's defaults filled in)."""
+        names = [*HALVING_OPTIONS, "n_candidates"]
+        if not kind.startswith("halving"):
+            for name in names:
+                if name in spec:
+                    self.fail(
+                        f"search.{name}",
+                        "only used by kind: halving_grid or halving_random.",
+                    )
+            return {}
+        if kind == "halving_grid" and "n_candidates" in spec:
+            self.fail(
+                "search.n_candidates",
+                "only used by kind: halving_random (a grid's candidates are its "
+                "combinations).",
+            )
+        options = {}
+        for name, default in HALVING_OPTIONS.items():
+            if isinstance(default, dict):
+                default = default[kind]
+            options[name] = spec.get(name, default)
+        if kind == "halving_random":
+            options["n_candidates"] = spec.get("n_candidates", "exhaust")
+        factor = options["factor"]
+        if isinstance(factor, bool) or not isinstance(factor, int | float):
+            self.fail("search.factor", f"expected a number > 1, got {_show(factor)}.")
+        if not factor > 1:
+            self.fail("search.factor", f"expected a number > 1, got {factor}.")
+        if not isinstance(options["resource"], str):
+            self.fail(
+                "search.resource",
+                "expected n_samples or an estimator parameter such as max_iter, got "
+                f"{_show(options['resource'])}.",
+            )
+        resource = options["resource"]
+        if resource != "n_samples" and resource not in MLPClassifier().get_params():
+            self.fail(
+                "search.resource",
+                "expected n_samples or an estimator parameter such as max_iter, got "
+                f"{_show(resource)}"
+                f"{_did_you_mean(resource, MLPClassifier().get_params())}.",
+            )
+        bounds = {
+            "max_resources": ("auto",),
+            "min_resources": ("exhaust", "smallest"),
+            "n_candidates": ("exhaust",),
+        }
+        for name, words in bounds.items():
+            if name not in options:
+                continue
+            value = options[name]
+            if isinstance(value, str):
+                if value not in words:
+                    self.fail(
+                        f"search.{name}",
+                        f"expected an integer >= 1 or "
+                        f"{' or '.join(words)}, got {_show(value)}.",
+                    )
+            else:
+                self.integer(f"search.{name}", value, minimum=1)
+        if resource != "n_samples" and options["max_resources"] == "auto":
+            self.fail(
+                "search.max_resources",
+                f"expected an integer with resource: {resource} (auto means the "
+                "number of samples, for resource: n_samples).",
+            )
+        if not isinstance(options["aggressive_elimination"], bool):
+            self.fail(
+                "search.aggressive_elimination",
+                "expected true or false, got "
+                f"{_show(options['aggressive_elimination'])}.",
+            )
+        return options
 
     def space(self, raw, kind: str, cls: type, params: dict) -> dict:
         accepted = tuple(cls().get_params())
@@ -548,7 +670,7 @@ class _Checker:
                 continue
             if not isinstance(values, list) or not values:
                 expected = "a non-empty list of values"
-                if kind == "random":
+                if kind in SAMPLED_KINDS:
                     expected += " or a distribution such as {loguniform: [1e-5, 1e-1]}"
                 self.fail(key, f"expected {expected}, got {_show(values)}.")
             values = [_python(name, value) for value in values]
@@ -560,11 +682,11 @@ class _Checker:
     def distribution(
         self, key: str, raw: Mapping, kind: str, cls: type, params: dict, name: str
     ) -> Distribution:
-        if kind == "grid":
+        if kind not in SAMPLED_KINDS:
             self.fail(
                 key,
-                f"a distribution ({_show(dict(raw))}) needs search.kind: random; a "
-                "grid takes a list of values.",
+                f"a distribution ({_show(dict(raw))}) needs search.kind: random or "
+                f"halving_random; kind: {kind} takes a list of values.",
             )
         if len(raw) != 1:
             self.fail(
