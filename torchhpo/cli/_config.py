@@ -4,7 +4,8 @@ A config is a mapping (see ``configs/`` for complete examples)::
 
     dataset: digits              # {name: digits} | {file: data.csv, target: label}
                                  # | {synthetic: make_classification, options: {...}}
-    preprocessing: standardize   # or none
+                                 # (files: .csv, .parquet or .npy)
+    preprocessing: standardize   # or auto (the default for files), or none
     estimator:
       class: MLPClassifier       # or MLPRegressor
       params: {random_state: 0}  # fixed parameters
@@ -89,9 +90,9 @@ SYNTHETIC_DATASETS: dict[str, Callable] = {
     "make_regression": sk_datasets.make_regression,
 }
 
-PREPROCESSING = ("standardize", "none")
+PREPROCESSING = ("auto", "standardize", "none")
 SEARCH_KINDS = ("grid", "random")
-DATA_SUFFIXES = (".csv", ".npy")
+DATA_SUFFIXES = (".csv", ".parquet", ".npy")
 
 
 @dataclass(frozen=True)
@@ -149,9 +150,10 @@ class DatasetSpec:
     name : str or None
         A bundled scikit-learn dataset (:data:`BUNDLED_DATASETS`).
     file : Path or None
-        An absolute path to a ``.csv`` (with a header row) or ``.npy`` file.
+        An absolute path to a ``.csv`` (with a header row), ``.parquet`` or
+        ``.npy`` file.
     target : str or int or None
-        The target column of ``file``: a header name (CSV) or a column index.
+        The target column of ``file``: a column name (CSV, Parquet) or index.
     synthetic : str or None
         A generator of :data:`SYNTHETIC_DATASETS`, called with ``options``.
     options : dict
@@ -190,7 +192,10 @@ class RunConfig:
     source : Path
         The config file.
     dataset : DatasetSpec
-    preprocessing : {"standardize", "none"}
+    preprocessing : {"auto", "standardize", "none"}
+        ``auto`` (the default for data files): impute, standardize numeric
+        columns, one-hot encode string columns; ``standardize`` (the default
+        otherwise): a StandardScaler.
     estimator : {"MLPClassifier", "MLPRegressor"}
     params : dict
         Fixed estimator parameters.
@@ -360,8 +365,9 @@ class _Checker:
         if description is not None and not isinstance(description, str):
             self.fail("description", f"expected text, got {_show(description)}.")
         dataset = self.dataset(top["dataset"])
+        default = "auto" if dataset.file is not None else "standardize"
         preprocessing = self.choice(
-            "preprocessing", top.get("preprocessing", "standardize"), PREPROCESSING
+            "preprocessing", top.get("preprocessing", default), PREPROCESSING
         )
         estimator, params = self.estimator(top["estimator"])
         search = self.search(top["search"], ESTIMATORS[estimator], params)
@@ -386,7 +392,8 @@ class _Checker:
             self.fail(
                 "dataset",
                 "expected exactly one of 'name' (a bundled dataset), 'file' (a "
-                f".csv or .npy file) or 'synthetic', got {_names(sources) or 'none'}.",
+                ".csv, .parquet or .npy file) or 'synthetic', got "
+                f"{_names(sources) or 'none'}.",
             )
         source = sources[0]
         extra = {"name": ("target", "options"), "file": ("options",)}.get(
@@ -414,8 +421,8 @@ class _Checker:
         if path.suffix.lower() not in DATA_SUFFIXES:
             self.fail(
                 "dataset.file",
-                f"{written!r} is neither a .csv nor a .npy file; expected one of "
-                f"{_names(DATA_SUFFIXES)}.",
+                f"{written!r} is not a .csv, .parquet or .npy file; expected one "
+                f"of {_names(DATA_SUFFIXES)}.",
             )
         if not path.is_file():
             self.fail(
@@ -426,8 +433,7 @@ class _Checker:
         if "target" not in spec:
             self.fail(
                 "dataset.target",
-                "missing; name the target column (a CSV header name or a column "
-                "index).",
+                "missing; name the target column (a column name or a column index).",
             )
         target = spec["target"]
         is_index = isinstance(target, int) and not isinstance(target, bool)
