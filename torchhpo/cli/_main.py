@@ -4,6 +4,7 @@
                              [--no-progress] [--no-plots]
                              [--checkpoint JOURNAL [--resume]]
     torchhpo predict RUN_DIR DATA.csv [--out FILE] [--force]
+    torchhpo export RUN_DIR --onnx FILE [--force]
 
 Errors a user can fix (config, data, existing output) print one line,
 ``torchhpo: error: ...``, and exit with status 2; no traceback.
@@ -20,12 +21,19 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ._config import ConfigError
+from ._export import ExportError, export_onnx
 from ._model_io import ModelFormatError
 from ._runner import CommandError, predict, run
 from ._runs import RunFolderExists
 
 #: Errors shown as one line with exit status 2.
-USER_ERRORS = (ConfigError, RunFolderExists, ModelFormatError, CommandError)
+USER_ERRORS = (
+    ConfigError,
+    RunFolderExists,
+    ModelFormatError,
+    CommandError,
+    ExportError,
+)
 
 
 def _positive_int(text: str) -> int:
@@ -108,6 +116,24 @@ def _parser() -> argparse.ArgumentParser:
     predict_parser.add_argument(
         "--force", action="store_true", help="overwrite the output file"
     )
+
+    export_parser = commands.add_parser(
+        "export",
+        help="export a run folder's best model (ONNX)",
+        description=(
+            "Export a run folder's best model as an ONNX graph (input X, output "
+            "probabilities or prediction). The run's standardization is folded into "
+            "the first layer, so the graph takes the raw columns where the "
+            "preprocessing allows it; the command says when it does not."
+        ),
+    )
+    export_parser.add_argument("run_dir", help="a run folder")
+    export_parser.add_argument(
+        "--onnx", required=True, metavar="FILE", help="the ONNX file to write"
+    )
+    export_parser.add_argument(
+        "--force", action="store_true", help="overwrite the ONNX file"
+    )
     return parser
 
 
@@ -139,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     top=args.top,
                     checkpoint=args.checkpoint,
                     resume=args.resume,
+                )
+            elif args.command == "export":
+                result = export_onnx(args.run_dir, args.onnx, force=args.force)
+                print(
+                    f"ONNX model written to {result.path}: input X "
+                    f"({len(result.input_features)} columns), {result.note}"
                 )
             else:
                 path = predict(args.run_dir, args.data, out=args.out, force=args.force)
