@@ -22,6 +22,11 @@ A config is a mapping (see ``configs/`` for complete examples)::
 :func:`load_config` returns a :class:`RunConfig`, or raises :class:`ConfigError`
 with a message that names the key (``search.space.alpha``) and says what was
 expected. Nothing is loaded or trained before the whole config has passed.
+
+Overrides from the command line (``search.cv=3``, ``estimator.params.max_iter=50``,
+``search.space.alpha='{loguniform: [1e-5, 1e-2]}'``) set one key each, the value
+read as YAML, before the config is checked: an override is checked as if it had
+been written in the file.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -212,6 +217,8 @@ class RunConfig:
         Seed of the candidate sampling (random only).
     description : str or None
         Free text, kept in the run folder.
+    overrides : tuple of str
+        The command line's ``key.path=value`` overrides applied to the file.
     """
 
     source: Path
@@ -226,6 +233,7 @@ class RunConfig:
     n_iter: int | None = None
     random_state: int | None = None
     description: str | None = None
+    overrides: tuple[str, ...] = ()
 
     @property
     def estimator_class(self) -> type:
@@ -623,13 +631,17 @@ class _Checker:
         return distribution
 
 
-def load_config(path: str | Path) -> RunConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """Read and check a run config.
 
     Parameters
     ----------
     path : str or Path
         A YAML file (read with a safe loader).
+    overrides : sequence of str
+        ``key.path=value`` settings applied to the file's contents before the
+        checks (the value is read as YAML; missing sections are created). A
+        relative ``dataset.file`` given here is read from the current folder.
 
     Returns
     -------
@@ -647,7 +659,71 @@ def load_config(path: str | Path) -> RunConfig:
     if not source.is_file():
         raise ConfigError("", f"config file not found: {str(path)!r}.")
     source = source.resolve()
-    return _Checker(source).config(read_yaml(source))
+    raw = apply_overrides(read_yaml(source), overrides, source)
+    config = _Checker(source).config(raw)
+    return replace(config, overrides=tuple(overrides))
+
+
+def apply_overrides(raw, overrides: Sequence[str], source: Path | None = None):
+    """Return the parsed config with each ``key.path=value`` override set.
+
+    Raises
+    ------
+    ConfigError
+        For an override that is not ``key.path=value``, a value that is not
+        valid YAML, or a path through a value that is not a mapping.
+    """
+    if not overrides:
+        return raw
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        return raw  # the checks report the file itself
+    raw = _copy_mappings(raw)
+    for override in overrides:
+        path, sep, text = override.partition("=")
+        keys = path.strip().split(".")
+        if not sep or not all(keys):
+            raise ConfigError(
+                "",
+                f"override {override!r}: expected KEY.PATH=VALUE, such as "
+                "search.cv=3 or estimator.params.max_iter=50.",
+                source,
+            )
+        key = ".".join(keys)
+        try:
+            value = yaml.load(text, Loader=_SafeLoader) if text.strip() else None
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(
+                key,
+                f"the override value {text!r} is not valid YAML: {problem}.",
+                source,
+            ) from exc
+        if keys == ["dataset", "file"] and isinstance(value, str) and value:
+            value = str(Path(value).expanduser().resolve())  # from the shell's folder
+        node = raw
+        for depth, name in enumerate(keys[:-1]):
+            child = node.get(name)
+            if child is None:
+                child = node[name] = {}
+            if keys[: depth + 1] == ["dataset"] and isinstance(child, str):
+                child = node[name] = {"name": child}  # dataset: digits
+            if not isinstance(child, dict):
+                where = ".".join(keys[: depth + 1])
+                raise ConfigError(
+                    key,
+                    f"cannot set it: {where} is {_show(child)}, not a mapping.",
+                    source,
+                )
+            node = child
+        node[keys[-1]] = value
+    return raw
+
+
+def _copy_mappings(value):
+    if isinstance(value, Mapping):
+        return {k: _copy_mappings(v) for k, v in value.items()}
+    return value
 
 
 def _check_device(key: str, device, source: Path) -> None:

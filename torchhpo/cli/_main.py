@@ -1,6 +1,7 @@
 """The ``torchhpo`` command (also ``python -m torchhpo``): argument parsing only.
 
-    torchhpo run CONFIG.yaml [--device D] [--out DIR] [--force] [--top N]
+    torchhpo run CONFIG.yaml [KEY.PATH=VALUE ...] [--device D] [--out DIR]
+                             [--force] [--top N]
                              [--no-progress] [--no-plots]
                              [--checkpoint JOURNAL [--resume]]
     torchhpo predict RUN_DIR DATA.csv [--out FILE] [--force]
@@ -64,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     run_parser.add_argument("config", help="the YAML config (see configs/)")
+    run_parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY.PATH=VALUE",
+        help=(
+            "override a config key, the value in YAML: search.cv=3, "
+            "estimator.params.max_iter=50, "
+            "search.space.alpha='{loguniform: [1e-5, 1e-2]}'"
+        ),
+    )
     run_parser.add_argument(
         "--device",
         help="training device: auto, cpu, cuda, cuda:N (overrides the config)",
@@ -150,7 +161,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv : sequence of str, optional
         Arguments after the program name (default ``sys.argv[1:]``).
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "run":
+        # Overrides may follow options too (``run C.yaml --out R search.cv=3``).
+        late = [a for a in extra if "=" in a and not a.startswith("-")]
+        args.overrides = [*args.overrides, *late]
+        extra = [a for a in extra if a not in late]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
@@ -165,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     top=args.top,
                     checkpoint=args.checkpoint,
                     resume=args.resume,
+                    overrides=args.overrides,
                 )
             elif args.command == "export":
                 result = export_onnx(args.run_dir, args.onnx, force=args.force)

@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -98,6 +99,7 @@ def run(
     stdout: TextIO | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    overrides: Sequence[str] = (),
 ) -> RunResult:
     """Run the search a config describes and write its run folder.
 
@@ -125,6 +127,9 @@ def run(
     resume : bool
         Continue from the existing ``checkpoint`` journal: only the models it
         lacks are trained.
+    overrides : sequence of str
+        ``key.path=value`` settings over the config file (values in YAML), checked
+        like the file and recorded in the run folder's ``config.yaml``.
 
     Returns
     -------
@@ -141,7 +146,7 @@ def run(
         another search.
     """
     stdout = stdout or sys.stdout
-    config = load_config(config_path).with_device(device)
+    config = load_config(config_path, overrides).with_device(device)
     folder = Path(out) if out is not None else default_out(config)
     check_out_dir(folder, force)
     _check_checkpoint(checkpoint, resume)
