@@ -110,6 +110,7 @@ def run_forked(
         child_context = JobContext(
             deliver=lambda index, result: conn.send(("result", index, result)),
             report=lambda count: conn.send(("report", count)),
+            epochs=lambda count: conn.send(("epochs", count)),
             keep_optimizer_state=context.keep_optimizer_state,
             verbose=context.verbose,
             pack_hook=context.pack_hook,
@@ -143,6 +144,7 @@ def run_forked(
     own_context = JobContext(
         deliver=context.deliver,
         report=context.report,
+        epochs=context.epochs,
         keep_optimizer_state=context.keep_optimizer_state,
         verbose=context.verbose,
         pack_hook=context.pack_hook,
@@ -191,6 +193,8 @@ def _collect(pipes, workers, context: JobContext, cancel, errors: list) -> None:
                 context.deliver(*payload)
             elif kind == "report":
                 context.report(*payload)
+            elif kind == "epochs":
+                context.epochs(*payload)
             elif kind == "error":
                 if not cancel.is_set():
                     errors.append(payload[0])
