@@ -1,6 +1,7 @@
 """``torchhpo export``: a run folder's best model as ONNX, checked with ONNX Runtime
 against the saved model's own predictions (skipped without the ONNX packages)."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,8 @@ pytestmark = [
 DATA = Path(__file__).resolve().parents[1] / "data" / "penguins_like.csv"
 
 
-@pytest.fixture(autouse=True)
-def _exporters():
+@pytest.fixture
+def exporters():
     pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
 
@@ -41,7 +42,7 @@ def _run(tmp_path, **sections):
 
 
 @pytest.mark.parametrize("preprocessing", ["standardize", "none"])
-def test_raw_columns_with_standardization_folded(tmp_path, preprocessing):
+def test_raw_columns_with_standardization_folded(exporters, tmp_path, preprocessing):
     result = _run(tmp_path, preprocessing=preprocessing)
     exported = export_onnx(result.folder, tmp_path / "m.onnx")
     assert exported.raw_inputs
@@ -52,7 +53,7 @@ def test_raw_columns_with_standardization_folded(tmp_path, preprocessing):
     assert_allclose(out, expected, rtol=1e-10, atol=1e-12)
 
 
-def test_auto_numeric_only_takes_raw_columns_with_nan(tmp_path):
+def test_auto_numeric_only_takes_raw_columns_with_nan(exporters, tmp_path):
     result = _run(tmp_path, preprocessing="auto")
     exported = export_onnx(result.folder, tmp_path / "m.onnx")
     assert exported.raw_inputs and "median imputation" in exported.note
@@ -64,7 +65,7 @@ def test_auto_numeric_only_takes_raw_columns_with_nan(tmp_path):
     assert_allclose(out, expected, rtol=1e-10, atol=1e-12)
 
 
-def test_auto_with_categories_takes_encoded_features_and_says_so(tmp_path):
+def test_auto_with_categories_takes_encoded_features_and_says_so(exporters, tmp_path):
     config = tiny_config(dataset={"file": str(DATA), "target": "species"})
     config["preprocessing"] = "auto"
     config["search"]["space"] = {"hidden_layer_sizes": [[6]]}
@@ -85,7 +86,7 @@ def test_auto_with_categories_takes_encoded_features_and_says_so(tmp_path):
     assert "Gentoo" in meta["classes"]
 
 
-def test_regressor_output_is_predict(tmp_path):
+def test_regressor_output_is_predict(exporters, tmp_path):
     config = tiny_config(
         dataset={"name": "diabetes"},
         estimator={"class": "MLPRegressor", "params": {"random_state": 0}},
@@ -102,7 +103,7 @@ def test_regressor_output_is_predict(tmp_path):
     assert_allclose(out, expected, rtol=1e-10, atol=1e-10)
 
 
-def test_command_line_and_existing_file(tmp_path, capsys):
+def test_command_line_and_existing_file(exporters, tmp_path, capsys):
     result = _run(tmp_path)
     target = tmp_path / "model.onnx"
     assert main(["export", str(result.folder), "--onnx", str(target)]) == 0
@@ -111,3 +112,10 @@ def test_command_line_and_existing_file(tmp_path, capsys):
     assert "exists; pass --force" in capsys.readouterr().err
     with pytest.raises(ExportError):
         export_onnx(result.folder, target)
+
+
+def test_missing_exporter_is_named(tmp_path, monkeypatch):
+    result = _run(tmp_path)
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # import fails
+    with pytest.raises(ExportError, match=r"needs the packages onnx and onnxscript"):
+        export_onnx(result.folder, tmp_path / "m.onnx")

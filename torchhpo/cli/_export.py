@@ -21,6 +21,7 @@ the metadata, ``classes``) or ``prediction`` (regressor: ``predict``).
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ class ExportResult:
     ----------
     path : Path
         The ONNX file.
+    output : str
+        The graph's output name: ``probabilities`` or ``prediction``.
     input_features : list of str
         The graph's input columns, in order.
     raw_inputs : bool
@@ -55,6 +58,7 @@ class ExportResult:
     """
 
     path: Path
+    output: str
     input_features: list[str]
     raw_inputs: bool
     note: str
@@ -195,17 +199,23 @@ def export_onnx(
     dtype = next(module.parameters()).dtype
     example = torch.zeros(2, len(features) or mlp.n_features_in_, dtype=dtype)
     output = "probabilities" if is_classifier(mlp) else "prediction"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's own deprecation notes
-        program = torch.onnx.export(
-            module,
-            (example,),
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-            input_names=["X"],
-            output_names=[output],
-            dynamo=True,
-            verbose=False,
-        )
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)  # "torchvision is not installed", ...
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's own deprecation notes
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                input_names=["X"],
+                output_names=[output],
+                dynamo=True,
+                verbose=False,
+            )
+    finally:
+        onnx_logger.setLevel(level)
     metadata = {
         "input_features": json.dumps(features),
         "raw_inputs": json.dumps(encoded is None),
@@ -216,4 +226,4 @@ def export_onnx(
     program.model.metadata_props.update(metadata)
     out.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(out))
-    return ExportResult(out, features, encoded is None, note)
+    return ExportResult(out, output, features, encoded is None, note)

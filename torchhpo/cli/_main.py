@@ -189,8 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif args.command == "export":
                 result = export_onnx(args.run_dir, args.onnx, force=args.force)
                 print(
-                    f"ONNX model written to {result.path}: input X "
-                    f"({len(result.input_features)} columns), {result.note}"
+                    f"ONNX model written to {result.path} (input X: "
+                    f"{len(result.input_features)} columns; output {result.output}).\n"
+                    f"Inputs: {result.note}"
                 )
             else:
                 path = predict(args.run_dir, args.data, out=args.out, force=args.force)
