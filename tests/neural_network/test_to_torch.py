@@ -144,6 +144,29 @@ def test_best_estimator_of_a_search():
     assert_allclose(out, search.predict_proba(X), rtol=1e-12, atol=1e-12)
 
 
+@QUIET
+def test_scikit_learns_own_fitted_mlp():
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from torchhpo.neural_network import to_torch_module
+
+    model = SkMLP(hidden_layer_sizes=(6,), max_iter=20, random_state=0).fit(X, Y_BINARY)
+    with torch.no_grad():
+        out = to_torch_module(model)(torch.from_numpy(X)).numpy()
+    assert_allclose(out, model.predict_proba(X), rtol=1e-12, atol=1e-12)
+
+
+@QUIET
+@pytest.mark.cuda
+def test_on_cuda():
+    model, X_ = _fit("multiclass")
+    module = model.to_torch(device="cuda")
+    assert next(module.parameters()).device.type == "cuda"
+    with torch.no_grad():
+        out = module(torch.from_numpy(X_).cuda()).cpu().numpy()
+    assert_allclose(out, model.predict_proba(X_), rtol=1e-10, atol=1e-12)
+
+
 def test_not_fitted():
     with pytest.raises(NotFittedError):
         th.MLPClassifier().to_torch()
