@@ -169,3 +169,19 @@ def test_command_line_run_predict(tmp_path, capsys):
     assert "imputed, standardized, one-hot encoded" in text
     assert "Predictions written to" in text
     assert len(pd.read_csv(tmp_path / "p.csv")) == 210
+
+
+def test_numeric_auto_model_predicts_npy(tmp_path):
+    X = pd.read_csv(DATA)[["bill_length_mm", "body_mass_g"]].to_numpy()
+    y = (pd.read_csv(DATA)["species"] == "Gentoo").to_numpy(dtype=float)
+    np.save(tmp_path / "d.npy", np.column_stack([X, y]))
+    config = _penguins_config(file="d.npy", target=2)
+    config["search"]["space"] = {"hidden_layer_sizes": [[4]]}
+    path = write_config(tmp_path / "n.yaml", config)
+    result = run(path, out=tmp_path / "run", progress=False, plots=False)
+    assert result.config.preprocessing == "auto"
+    np.save(tmp_path / "new.npy", X[:7])
+    out = pd.read_csv(predict(result.folder, tmp_path / "new.npy"))
+    frame = pd.DataFrame(X[:7], columns=result.dataset.feature_names)
+    expected = result.search.best_estimator_.predict(frame)
+    assert list(out["prediction"]) == list(expected)

@@ -67,7 +67,7 @@ class Dataset:
         """Return the dataset with X as a DataFrame of numeric columns (``auto``)."""
         if self.numeric or self.categorical:
             return self
-        frame = _pandas().DataFrame(self.X, columns=self.feature_names)
+        frame = numeric_frame(self.X, self.feature_names)
         return replace(self, X=frame, numeric=list(self.feature_names))
 
 
@@ -297,6 +297,11 @@ def read_table(path: Path, key: str = "dataset.file"):
     if len(frame) == 0:
         raise ConfigError(key, f"{path.name} has no data rows.")
     return frame.reset_index(drop=True)
+
+
+def numeric_frame(array: np.ndarray, names: list[str]):
+    """Return a numeric matrix as a float64 DataFrame with the given column names."""
+    return _pandas().DataFrame(np.asarray(array, dtype=np.float64), columns=names)
 
 
 def is_numeric_column(column) -> bool:

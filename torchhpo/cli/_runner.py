@@ -32,6 +32,7 @@ from ._datasets import (
     load_dataset,
     load_npy,
     numeric_columns,
+    numeric_frame,
     read_csv,
     read_table,
 )
@@ -380,12 +381,23 @@ def predict(
     info = load_model_info(run_dir)
     preprocessing, _ = split_model(model)
     if preprocessing is not None and preprocessing.kind == "auto":
-        if data.suffix.lower() == ".npy":
+        if data.suffix.lower() != ".npy":
+            X = _table_features(data, info)
+        elif preprocessing.categorical:
             raise CommandError(
-                "this model takes named raw columns (preprocessing: auto); give a "
-                ".csv or .parquet file with a header row."
+                "this model takes named raw columns, some of them strings "
+                "(preprocessing: auto); give a .csv or .parquet file with a header "
+                "row."
             )
-        X = _table_features(data, info)
+        else:
+            array = load_npy(data)
+            names = list(info["feature_names"])
+            if array.shape[1] != len(names):
+                raise CommandError(
+                    f"{data.name} has {array.shape[1]} columns; the model takes "
+                    f"{len(names)} features."
+                )
+            X = numeric_frame(array, names)
     else:
         try:
             X = _features(data, list(info["feature_names"]), info.get("target"))
