@@ -164,7 +164,8 @@ def run(
     search.set_params(checkpoint=checkpoint)
     inputs = {
         "standardize": "standardized",
-        "auto": "imputed, standardized, one-hot encoded",
+        "auto": "imputed, standardized"
+        + (", one-hot encoded" if dataset.categorical else ""),
         "none": "raw",
     }[config.preprocessing]
     device_used = resolve_device(config.params.get("device", "auto"))
