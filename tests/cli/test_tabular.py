@@ -185,3 +185,23 @@ def test_numeric_auto_model_predicts_npy(tmp_path):
     frame = pd.DataFrame(X[:7], columns=result.dataset.feature_names)
     expected = result.search.best_estimator_.predict(frame)
     assert list(out["prediction"]) == list(expected)
+
+
+def test_only_the_auto_column_transformer_is_saved(penguins_run, tmp_path):
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from torchhpo import MLPClassifier
+    from torchhpo.cli import save_model
+
+    X = pd.read_csv(DATA).dropna()
+    y = X.pop("species")
+    other = make_pipeline(
+        make_column_transformer((OneHotEncoder(), ["island"])),
+        MLPClassifier(hidden_layer_sizes=(3,), max_iter=5),
+    ).fit(X, y)
+    with pytest.raises(
+        TypeError, match="the preprocessing: auto ColumnTransformer and an MLP"
+    ):
+        save_model(other, tmp_path)

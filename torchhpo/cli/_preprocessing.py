@@ -129,6 +129,12 @@ class FittedPreprocessing:
                 "expected a StandardScaler or the ColumnTransformer of "
                 f"preprocessing: auto, got {type(step).__name__}."
             )
+        if not _is_auto(step):
+            raise TypeError(
+                "expected the ColumnTransformer of preprocessing: auto (parts "
+                f"{NUMERIC!r} and/or {CATEGORICAL!r}), got parts "
+                f"{[name for name, *_ in step.transformers]}."
+            )
         fitted = cls("auto")
         named = step.named_transformers_
         if NUMERIC in named:
@@ -203,6 +209,29 @@ class FittedPreprocessing:
                 )
             )
         return np.hstack(blocks) if blocks else np.empty((len(X), 0))
+
+
+def _is_auto(step: ColumnTransformer) -> bool:
+    """Whether a fitted ColumnTransformer is one :func:`auto_preprocessor` made."""
+    expected = {
+        NUMERIC: (SimpleImputer, StandardScaler),
+        CATEGORICAL: (SimpleImputer, OneHotEncoder),
+    }
+    if not hasattr(step, "transformers_"):
+        return False
+    parts = [(n, t) for n, t, _ in step.transformers_ if n != "remainder"]
+    if not parts:
+        return False
+    for name, transformer in parts:
+        kinds = expected.get(name)
+        if kinds is None or not isinstance(transformer, Pipeline):
+            return False
+        steps = [s for _, s in transformer.steps]
+        if len(steps) != 2 or not all(
+            isinstance(s, k) for s, k in zip(steps, kinds, strict=True)
+        ):
+            return False
+    return True
 
 
 def _columns(step: ColumnTransformer, name: str) -> list:
