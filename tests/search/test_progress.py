@@ -61,12 +61,28 @@ def test_bar_counts_model_epochs_and_ends_full(digits, bars):
     )
     assert sum(n for n, _ in bar.updates[:first_done]) >= 8
     assert bar.postfix.startswith("fits=8/8, best_loss=")
+    assert bar.postfix.endswith(f", best_score={search.best_score_:.4g}")
 
 
 def test_per_fit_candidates_and_disabled_bar(digits, bars):
     X, y = digits
-    GridSearchCV(
+    search = GridSearchCV(
         KNeighborsClassifier(), {"n_neighbors": [1, 3]}, cv=2, progress=False
     ).fit(X, y)
     (bar,) = bars
     assert bar.disable and bar.total == 4 and bar.n == 4
+    assert bar.postfix == f"fits=4/4, best_score={search.best_score_:.4g}"
+
+
+def test_multimetric_shows_the_refit_metric(digits, bars):
+    X, y = digits
+    search = GridSearchCV(
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0),
+        {"alpha": [1e-4, 1e-1]},
+        scoring=["accuracy", "f1_macro"],
+        refit="f1_macro",
+        cv=2,
+        device="cpu",
+    ).fit(X, y)
+    (bar,) = bars
+    assert bar.postfix.endswith(f", best_score={search.best_score_:.4g}")

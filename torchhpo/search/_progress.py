@@ -10,7 +10,8 @@ fit, found in a checkpoint journal, or failed before training advance it by thei
 whole share at once.
 
 The postfix shows the finished (candidate, fold) fits and the lowest final
-training loss among the finished models (test scores come after training).
+training loss among the finished models while they train; once the fits are
+scored (after training), the best mean test score over the candidates.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class SearchProgress:
         self.n_fits = n_fits
         self.finished = 0
         self.best_loss = math.inf
+        self.best_score = math.nan
 
     def epochs(self, count: int) -> None:
         """Advance by ``count`` model-epochs (negative: take back retried ones)."""
@@ -57,10 +59,29 @@ class SearchProgress:
         if result.failure is None and math.isfinite(result.loss):
             self.best_loss = min(self.best_loss, result.loss)
 
+    def scores(self, results: list, n_splits: int, metric: str | None) -> None:
+        """Show the best mean test score over candidates, from ``_fit_and_score``
+        results in (candidate, fold) order (``metric``: the multimetric one)."""
+        best = math.nan
+        for start in range(0, len(results), n_splits):
+            folds = []
+            for out in results[start : start + n_splits]:
+                score = out["test_scores"] if out else math.nan
+                if isinstance(score, dict):
+                    score = score.get(metric, math.nan)
+                folds.append(float(score))
+            mean = sum(folds) / len(folds)
+            if math.isfinite(mean) and not mean <= best:
+                best = mean
+        self.best_score = best
+        self._postfix()
+
     def _postfix(self) -> None:
         text = f"fits={self.finished}/{self.n_fits}"
         if math.isfinite(self.best_loss):
             text += f", best_loss={self.best_loss:.4g}"
+        if math.isfinite(self.best_score):
+            text += f", best_score={self.best_score:.4g}"
         self.bar.set_postfix_str(text, refresh=False)
 
 

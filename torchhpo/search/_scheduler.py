@@ -354,24 +354,26 @@ class FusedScheduler:
                 for i, out in zip(per_fit, self.parallel(jobs), strict=True):
                     results[i] = out
                     bar.fits_done(1, budgets[i // n_splits])
-        for model in fused:
-            i = model.index
-            c, s = divmod(i, n_splits)
-            results[i] = replay_fit_and_score(
-                model.fitted if model.error is None else model.form.estimator,
-                self.X,
-                self.y,
-                train=splits[s][0],
-                test=splits[s][1],
-                parameters=candidate_params[c],
-                fit_time=model.fit_time,
-                error=model.error,
-                split_progress=(s, n_splits),
-                candidate_progress=(c, n_candidates),
-                caller=self.search,
-                callback_ctx=contexts[i],
-                **self.kwargs,
-            )
+            for model in fused:
+                i = model.index
+                c, s = divmod(i, n_splits)
+                results[i] = replay_fit_and_score(
+                    model.fitted if model.error is None else model.form.estimator,
+                    self.X,
+                    self.y,
+                    train=splits[s][0],
+                    test=splits[s][1],
+                    parameters=candidate_params[c],
+                    fit_time=model.fit_time,
+                    error=model.error,
+                    split_progress=(s, n_splits),
+                    candidate_progress=(c, n_candidates),
+                    caller=self.search,
+                    callback_ctx=contexts[i],
+                    **self.kwargs,
+                )
+            refit = self.search.refit
+            bar.scores(results, n_splits, refit if isinstance(refit, str) else None)
         return results
 
 
