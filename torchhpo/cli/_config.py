@@ -4,7 +4,8 @@ A config is a mapping (see ``configs/`` for complete examples)::
 
     dataset: digits              # {name: digits} | {file: data.csv, target: label}
                                  # | {synthetic: make_classification, options: {...}}
-    preprocessing: standardize   # or none
+                                 # (files: .csv, .parquet or .npy)
+    preprocessing: standardize   # or auto (the default for files), or none
     estimator:
       class: MLPClassifier       # or MLPRegressor
       params: {random_state: 0}  # fixed parameters
@@ -24,6 +25,11 @@ A config is a mapping (see ``configs/`` for complete examples)::
 :func:`load_config` returns a :class:`RunConfig`, or raises :class:`ConfigError`
 with a message that names the key (``search.space.alpha``) and says what was
 expected. Nothing is loaded or trained before the whole config has passed.
+
+Overrides from the command line (``search.cv=3``, ``estimator.params.max_iter=50``,
+``search.space.alpha='{loguniform: [1e-5, 1e-2]}'``) set one key each, the value
+read as YAML, before the config is checked: an override is checked as if it had
+been written in the file.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -92,7 +98,7 @@ SYNTHETIC_DATASETS: dict[str, Callable] = {
     "make_regression": sk_datasets.make_regression,
 }
 
-PREPROCESSING = ("standardize", "none")
+PREPROCESSING = ("auto", "standardize", "none")
 SEARCH_KINDS = ("grid", "random", "halving_grid", "halving_random")
 #: Kinds whose space may hold distributions (candidates are sampled).
 SAMPLED_KINDS = ("random", "halving_random")
@@ -104,7 +110,7 @@ HALVING_OPTIONS = {
     "min_resources": {"halving_grid": "exhaust", "halving_random": "smallest"},
     "aggressive_elimination": False,
 }
-DATA_SUFFIXES = (".csv", ".npy")
+DATA_SUFFIXES = (".csv", ".parquet", ".npy")
 
 
 @dataclass(frozen=True)
@@ -162,9 +168,10 @@ class DatasetSpec:
     name : str or None
         A bundled scikit-learn dataset (:data:`BUNDLED_DATASETS`).
     file : Path or None
-        An absolute path to a ``.csv`` (with a header row) or ``.npy`` file.
+        An absolute path to a ``.csv`` (with a header row), ``.parquet`` or
+        ``.npy`` file.
     target : str or int or None
-        The target column of ``file``: a header name (CSV) or a column index.
+        The target column of ``file``: a column name (CSV, Parquet) or index.
     synthetic : str or None
         A generator of :data:`SYNTHETIC_DATASETS`, called with ``options``.
     options : dict
@@ -203,7 +210,10 @@ class RunConfig:
     source : Path
         The config file.
     dataset : DatasetSpec
-    preprocessing : {"standardize", "none"}
+    preprocessing : {"auto", "standardize", "none"}
+        ``auto`` (the default for data files): impute, standardize numeric
+        columns, one-hot encode string columns; ``standardize`` (the default
+        otherwise): a StandardScaler.
     estimator : {"MLPClassifier", "MLPRegressor"}
     params : dict
         Fixed estimator parameters.
@@ -223,6 +233,8 @@ class RunConfig:
     halving : dict
         The halving kinds' options (``factor``, ``resource``, ``max_resources``,
         ``min_resources``, ``aggressive_elimination``, ``n_candidates``).
+    overrides : tuple of str
+        The command line's ``key.path=value`` overrides applied to the file.
     """
 
     source: Path
@@ -238,6 +250,7 @@ class RunConfig:
     random_state: int | None = None
     description: str | None = None
     halving: dict = field(default_factory=dict)
+    overrides: tuple[str, ...] = ()
 
     @property
     def estimator_class(self) -> type:
@@ -379,8 +392,9 @@ class _Checker:
         if description is not None and not isinstance(description, str):
             self.fail("description", f"expected text, got {_show(description)}.")
         dataset = self.dataset(top["dataset"])
+        default = "auto" if dataset.file is not None else "standardize"
         preprocessing = self.choice(
-            "preprocessing", top.get("preprocessing", "standardize"), PREPROCESSING
+            "preprocessing", top.get("preprocessing", default), PREPROCESSING
         )
         estimator, params = self.estimator(top["estimator"])
         search = self.search(top["search"], ESTIMATORS[estimator], params)
@@ -405,7 +419,8 @@ class _Checker:
             self.fail(
                 "dataset",
                 "expected exactly one of 'name' (a bundled dataset), 'file' (a "
-                f".csv or .npy file) or 'synthetic', got {_names(sources) or 'none'}.",
+                ".csv, .parquet or .npy file) or 'synthetic', got "
+                f"{_names(sources) or 'none'}.",
             )
         source = sources[0]
         extra = {"name": ("target", "options"), "file": ("options",)}.get(
@@ -433,8 +448,8 @@ class _Checker:
         if path.suffix.lower() not in DATA_SUFFIXES:
             self.fail(
                 "dataset.file",
-                f"{written!r} is neither a .csv nor a .npy file; expected one of "
-                f"{_names(DATA_SUFFIXES)}.",
+                f"{written!r} is not a .csv, .parquet or .npy file; expected one "
+                f"of {_names(DATA_SUFFIXES)}.",
             )
         if not path.is_file():
             self.fail(
@@ -445,8 +460,7 @@ class _Checker:
         if "target" not in spec:
             self.fail(
                 "dataset.target",
-                "missing; name the target column (a CSV header name or a column "
-                "index).",
+                "missing; name the target column (a column name or a column index).",
             )
         target = spec["target"]
         is_index = isinstance(target, int) and not isinstance(target, bool)
@@ -739,13 +753,17 @@ class _Checker:
         return distribution
 
 
-def load_config(path: str | Path) -> RunConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """Read and check a run config.
 
     Parameters
     ----------
     path : str or Path
         A YAML file (read with a safe loader).
+    overrides : sequence of str
+        ``key.path=value`` settings applied to the file's contents before the
+        checks (the value is read as YAML; missing sections are created). A
+        relative ``dataset.file`` given here is read from the current folder.
 
     Returns
     -------
@@ -763,7 +781,71 @@ def load_config(path: str | Path) -> RunConfig:
     if not source.is_file():
         raise ConfigError("", f"config file not found: {str(path)!r}.")
     source = source.resolve()
-    return _Checker(source).config(read_yaml(source))
+    raw = apply_overrides(read_yaml(source), overrides, source)
+    config = _Checker(source).config(raw)
+    return replace(config, overrides=tuple(overrides))
+
+
+def apply_overrides(raw, overrides: Sequence[str], source: Path | None = None):
+    """Return the parsed config with each ``key.path=value`` override set.
+
+    Raises
+    ------
+    ConfigError
+        For an override that is not ``key.path=value``, a value that is not
+        valid YAML, or a path through a value that is not a mapping.
+    """
+    if not overrides:
+        return raw
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        return raw  # the checks report the file itself
+    raw = _copy_mappings(raw)
+    for override in overrides:
+        path, sep, text = override.partition("=")
+        keys = path.strip().split(".")
+        if not sep or not all(keys):
+            raise ConfigError(
+                "",
+                f"override {override!r}: expected KEY.PATH=VALUE, such as "
+                "search.cv=3 or estimator.params.max_iter=50.",
+                source,
+            )
+        key = ".".join(keys)
+        try:
+            value = yaml.load(text, Loader=_SafeLoader) if text.strip() else None
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(
+                key,
+                f"the override value {text!r} is not valid YAML: {problem}.",
+                source,
+            ) from exc
+        if keys == ["dataset", "file"] and isinstance(value, str) and value:
+            value = str(Path(value).expanduser().resolve())  # from the shell's folder
+        node = raw
+        for depth, name in enumerate(keys[:-1]):
+            child = node.get(name)
+            if child is None:
+                child = node[name] = {}
+            if keys[: depth + 1] == ["dataset"] and isinstance(child, str):
+                child = node[name] = {"name": child}  # dataset: digits
+            if not isinstance(child, dict):
+                where = ".".join(keys[: depth + 1])
+                raise ConfigError(
+                    key,
+                    f"cannot set it: {where} is {_show(child)}, not a mapping.",
+                    source,
+                )
+            node = child
+        node[keys[-1]] = value
+    return raw
+
+
+def _copy_mappings(value):
+    if isinstance(value, Mapping):
+        return {k: _copy_mappings(v) for k, v in value.items()}
+    return value
 
 
 def _check_device(key: str, device, source: Path) -> None:
