@@ -115,10 +115,16 @@ class Views:
         The folds.
     fit_params : dict
         Fit params routed to the estimator (whole length; split per fold here).
+    partial_fit : bool
+        The models train by ``partial_fit`` with the whole target's classes, so a
+        fold lacking a class is encoded as the whole target and is served too.
     """
 
-    def __init__(self, X, y, splits, fit_params: dict) -> None:
+    def __init__(
+        self, X, y, splits, fit_params: dict, partial_fit: bool = False
+    ) -> None:
         self.X, self.y, self.splits, self.fit_params = X, y, splits, fit_params
+        self.partial_fit = partial_fit
         self._whole: dict = {}
         self._folds: dict = {}
         self._encodings: dict = {}
@@ -138,7 +144,9 @@ class Views:
         if view is None:
             return None
         train = self.splits[split][0]
-        return view if _has_every_class(view.Y, view.rows(train), view.attrs) else None
+        if self.partial_fit or _has_every_class(view.Y, view.rows(train), view.attrs):
+            return view
+        return None
 
     def _whole_view(self, mlp: BaseMLP) -> View | None:
         key = type(mlp)
