@@ -10,11 +10,22 @@ Modules, in data-flow order: ``_space`` (checks on the parameter space),
 model trains on), ``_scheduler`` (tasks -> engine -> fitted models), ``_replay``
 (scoring through scikit-learn), ``_checkpoint`` (the journal of finished models a
 killed search resumes from), ``_progress`` (the bar), ``_base`` (the search's
-``fit``), ``_grid`` / ``_random`` (the public classes).
+``fit``), ``_grid`` / ``_random`` (the public classes), ``_optuna`` /
+``_optuna_space`` (OptunaSearchCV and its search spaces; imported on first use, as
+they need the ``optuna`` extra).
 """
 
 from ._checkpoint import CheckpointError
 from ._grid import GridSearchCV
 from ._random import RandomizedSearchCV
 
-__all__ = ["CheckpointError", "GridSearchCV", "RandomizedSearchCV"]
+__all__ = ["CheckpointError", "GridSearchCV", "OptunaSearchCV", "RandomizedSearchCV"]
+
+
+def __getattr__(name: str):
+    """Import ``OptunaSearchCV`` only when it is used (it needs Optuna)."""
+    if name == "OptunaSearchCV":
+        from ._optuna import OptunaSearchCV
+
+        return OptunaSearchCV
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
