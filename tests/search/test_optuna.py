@@ -285,6 +285,33 @@ class _FakeTrial:
         return self.prune
 
 
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_last_intermediate_value_is_the_trial_value(digits, pipeline):
+    # The per-epoch score is the default score on each test fold (through the
+    # fold's fitted earlier steps for a Pipeline, which optuna_integration cannot
+    # prune: a Pipeline has no partial_fit).
+    X, y = digits
+    estimator = _mlp(random_state=0)
+    name = "alpha"
+    if pipeline:
+        estimator = make_pipeline(StandardScaler(), estimator)
+        name = "mlpclassifier__alpha"
+    search = OptunaSearchCV(
+        estimator,
+        {name: Float(1e-4, 1e-2, log=True)},
+        cv=3,
+        n_trials=2,
+        enable_pruning=True,
+        max_iter=4,
+        random_state=0,
+        dtype="float64",
+        progress=False,
+    ).fit(X, y)
+    for trial in search.trials_:
+        assert trial.state.name == "COMPLETE"
+        assert trial.intermediate_values[3] == pytest.approx(trial.value, abs=1e-9)
+
+
 def test_regressor_pruning_reports_r2(diabetes):
     X, y = diabetes
     search = OptunaSearchCV(
@@ -420,7 +447,9 @@ def test_checks_before_training(digits):
         OptunaSearchCV(_mlp(), SPACE, checkpoint="x.jsonl").fit(X, y)
     with pytest.raises(ValueError, match="must support partial_fit"):
         OptunaSearchCV(
-            make_pipeline(StandardScaler(), _mlp()), {}, enable_pruning=True
+            make_pipeline(StandardScaler(), LogisticRegression()),
+            {},
+            enable_pruning=True,
         ).fit(X, y)
     minimize = optuna.create_study(direction="minimize")
     with pytest.raises(ValueError, match="maximize"):

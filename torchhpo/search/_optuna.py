@@ -107,10 +107,12 @@ class OptunaSearchCV(BaseEstimator):
         Train each trial by ``partial_fit`` for ``max_iter`` epochs, report the
         mean test-fold score after every epoch to the trial and stop the trial's
         models as soon as the study's pruner prunes it (state ``PRUNED``). The
-        estimator must have ``partial_fit`` (an MLP with a stochastic solver; not
-        a Pipeline). For MLPs the reported score is the estimator's own score
-        (accuracy, or R² for regressors) whatever ``scoring`` is; the trial's
-        final value uses ``scoring``.
+        estimator must have ``partial_fit`` (an MLP with a stochastic solver), or
+        be a Pipeline ending in an MLP (an extension: its earlier steps are fitted
+        per fold, the fold's test rows scored through them). For MLPs the
+        reported score is the estimator's own score (accuracy, or R² for
+        regressors) whatever ``scoring`` is; the trial's final value uses
+        ``scoring``.
     error_score : 'raise' or numeric, default=np.nan
         Score of a fit that fails. A trial whose folds all fail records
         ``error_score`` as every split score; with ``np.nan`` it ends ``FAIL``.
@@ -403,7 +405,9 @@ class OptunaSearchCV(BaseEstimator):
         if not hasattr(self.estimator, "fit"):
             raise ValueError("estimator must be a scikit-learn estimator.")
         check_distributions(self.param_distributions)
-        if self.enable_pruning and not hasattr(self.estimator, "partial_fit"):
+        if self.enable_pruning and not (
+            hasattr(self.estimator, "partial_fit") or _mlp_pipeline(self.estimator)
+        ):
             raise ValueError("estimator must support partial_fit.")
         if self.max_iter <= 0:
             raise ValueError(f"max_iter must be > 0, got {self.max_iter}.")
@@ -536,6 +540,12 @@ class OptunaSearchCV(BaseEstimator):
         return self
 
 
+def _mlp_pipeline(estimator) -> bool:
+    """Whether ``estimator`` is a Pipeline ending in an MLP (prunable here)."""
+    form = fused_form(clone(estimator))
+    return form is not None and bool(form.prefix)
+
+
 def _index(values, indices):
     return None if values is None else _safe_indexing(values, indices)
 
@@ -647,8 +657,11 @@ class _Optimizer:
 
     def _fail_stale_trials(self) -> None:
         """As ``study.optimize``: fail trials whose heartbeat stopped (RDB storage)."""
-        storage = self.study._storage
-        if getattr(storage, "heartbeat_interval", None):
+        try:
+            from optuna.storages._heartbeat import is_heartbeat_enabled
+        except ImportError:  # pragma: no cover - another Optuna version
+            return
+        if is_heartbeat_enabled(self.study._storage):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 optuna.storages.fail_stale_trials(self.study)
@@ -686,7 +699,7 @@ class _Optimizer:
             form = fused_form(
                 configured[trial.number], self.search._mlp_device(), self.search.dtype
             )
-            if self.epochs is not None and (form is None or form.prefix):
+            if self.epochs is not None and form is None:
                 per_fit.append(trial)
             else:
                 fused.append((trial, params))

@@ -304,7 +304,9 @@ class FusedScheduler:
                 f"{solver} is not stochastic."
             )
         task = model.mlp._build_task(Y, rows, incremental=True)
-        score_rows = model.view.rows(test) + offset if model.view.whole else None
+        score_rows = model.view.test_rows(test)
+        if score_rows is not None:
+            score_rows = score_rows + offset
         return replace(
             task,
             incremental_epochs=self.partial_fit_epochs,
