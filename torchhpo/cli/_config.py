@@ -9,7 +9,7 @@ A config is a mapping (see ``configs/`` for complete examples)::
       class: MLPClassifier       # or MLPRegressor
       params: {random_state: 0}  # fixed parameters
     search:
-      kind: grid                 # or random
+      kind: grid                 # or random, or optuna (see cli/_optuna.py)
       space:                     # lists of values; random also takes distributions
         hidden_layer_sizes: [[50, 50], [100]]
         alpha: {loguniform: [1e-5, 1e-1]}
@@ -41,6 +41,8 @@ from sklearn.metrics import get_scorer_names
 
 from .._device import resolve_device
 from ..neural_network import MLPClassifier, MLPRegressor
+from ._optuna import OPTUNA_KEYS
+from ._optuna import check_options as optuna_options
 
 
 class ConfigError(ValueError):
@@ -90,7 +92,7 @@ SYNTHETIC_DATASETS: dict[str, Callable] = {
 }
 
 PREPROCESSING = ("standardize", "none")
-SEARCH_KINDS = ("grid", "random")
+SEARCH_KINDS = ("grid", "random", "optuna")
 DATA_SUFFIXES = (".csv", ".npy")
 
 
@@ -194,7 +196,7 @@ class RunConfig:
     estimator : {"MLPClassifier", "MLPRegressor"}
     params : dict
         Fixed estimator parameters.
-    kind : {"grid", "random"}
+    kind : {"grid", "random", "optuna"}
     space : dict
         Parameter name -> list of values, or :class:`Distribution` (random only).
     cv : int
@@ -204,9 +206,12 @@ class RunConfig:
     n_iter : int or None
         Candidates sampled (random only).
     random_state : int or None
-        Seed of the candidate sampling (random only).
+        Seed of the candidate sampling (random) or of the sampler (optuna).
     description : str or None
         Free text, kept in the run folder.
+    optuna : dict or None
+        An Optuna search's options (``n_trials``, ``sampler``, ``pruner``,
+        ``max_iter``, ``timeout``, ``storage``, ``study_name``).
     """
 
     source: Path
@@ -221,6 +226,7 @@ class RunConfig:
     n_iter: int | None = None
     random_state: int | None = None
     description: str | None = None
+    optuna: dict | None = None
 
     @property
     def estimator_class(self) -> type:
@@ -250,6 +256,8 @@ class RunConfig:
         if self.kind == "random":
             search["n_iter"] = self.n_iter
             search["random_state"] = self.random_state
+        if self.kind == "optuna":
+            search.update(self.optuna, random_state=self.random_state)
         config: dict[str, Any] = {}
         if self.description is not None:
             config["description"] = self.description
@@ -480,10 +488,18 @@ class _Checker:
         spec = self.mapping(
             "search",
             raw,
-            ("kind", "space", "cv", "scoring", "n_iter", "random_state"),
+            ("kind", "space", "cv", "scoring", "n_iter", "random_state", *OPTUNA_KEYS),
             ("kind", "space"),
         )
         kind = self.choice("search.kind", spec["kind"], SEARCH_KINDS)
+        for key in OPTUNA_KEYS if kind != "optuna" else ("n_iter",):
+            if key in spec:
+                self.fail(
+                    f"search.{key}",
+                    "only used by kind: optuna."
+                    if kind != "optuna"
+                    else "kind: optuna takes n_trials, not n_iter.",
+                )
         if kind == "grid":
             for key in ("n_iter", "random_state"):
                 if key in spec:
@@ -511,10 +527,13 @@ class _Checker:
             "cv": cv,
             "scoring": scoring,
         }
+        if kind == "optuna":
+            result["optuna"] = optuna_options(self, spec, params)
         if kind == "random":
             result["n_iter"] = self.integer(
                 "search.n_iter", spec.get("n_iter", 10), minimum=1
             )
+        if kind in ("random", "optuna"):
             random_state = spec.get("random_state")
             if random_state is not None:
                 random_state = self.integer("search.random_state", random_state, 0)
