@@ -152,7 +152,9 @@ class OptunaSearchCV(BaseEstimator):
         Errors a trial may raise without stopping the search (the trial ends
         ``FAIL``).
     device, dtype, progress, max_pack_size, backend :
-        torchhpo options, as in :class:`~torchhpo.GridSearchCV`.
+        torchhpo options, as in :class:`~torchhpo.GridSearchCV` (pruning needs
+        ``backend="local"``). Fit times are each model's share of its pack's
+        time, as there.
     checkpoint : None
         Not supported: the study's storage is this search's record. Pass
         ``study=optuna.create_study(storage="sqlite:///search.db",
@@ -433,6 +435,11 @@ class OptunaSearchCV(BaseEstimator):
             raise ValueError(
                 f"The 'backend' parameter must be 'local' or 'ray', got "
                 f"{self.backend!r}."
+            )
+        if self.enable_pruning and self.backend == "ray":
+            raise ValueError(
+                "enable_pruning=True needs backend='local': the Ray backend cannot "
+                "stop models per epoch."
             )
         if self.device is not None:
             resolve_devices(self.device)
