@@ -22,7 +22,7 @@ integration = pytest.importorskip("optuna_integration")
 
 import torchhpo.search._scheduler as scheduler_module  # noqa: E402
 from torchhpo import MLPClassifier, MLPRegressor, OptunaSearchCV  # noqa: E402
-from torchhpo.search._optuna import _TrialPruning  # noqa: E402
+from torchhpo.search._optuna_pruning import TrialPruning  # noqa: E402
 
 Categorical = optuna.distributions.CategoricalDistribution
 Float = optuna.distributions.FloatDistribution
@@ -261,7 +261,7 @@ def test_pruned_trials_leave_their_packs(digits, monkeypatch):
 def test_intermediate_values_are_mean_fold_scores():
     trials = [_FakeTrial(), _FakeTrial()]
     keys = [(0, 0), (0, 1), (1, 0), (1, 1)]
-    policy = _TrialPruning(trials, keys, np.nan)
+    policy = TrialPruning(trials, keys, np.nan)
     # Trial 0's folds are split over two packs: its epoch waits for both.
     stop = policy.end_epoch(np.array([0, 2, 3]), np.array([1, 1, 1]), [0.5, 0.2, 0.4])
     assert not stop.any()

@@ -10,9 +10,10 @@ Modules, in data-flow order: ``_space`` (checks on the parameter space),
 model trains on), ``_scheduler`` (tasks -> engine -> fitted models), ``_replay``
 (scoring through scikit-learn), ``_checkpoint`` (the journal of finished models a
 killed search resumes from), ``_progress`` (the bar), ``_base`` (the search's
-``fit``), ``_grid`` / ``_random`` (the public classes), ``_optuna`` /
-``_optuna_space`` (OptunaSearchCV and its search spaces; imported on first use, as
-they need the ``optuna`` extra).
+``fit``), ``_grid`` / ``_random`` (the public classes); ``_optuna`` (OptunaSearchCV),
+``_optuna_trials`` (its ask / train / tell loop), ``_optuna_pruning`` (Optuna's
+pruners as an engine epoch policy), ``_optuna_space`` (its spaces and architecture
+forms): imported on first use, as they need the ``optuna`` extra.
 """
 
 from ._checkpoint import CheckpointError

@@ -9,56 +9,49 @@ tells each trial's result (``study.tell``), and asks the next batch, so the stud
 sampler learns from every finished batch.
 
 With ``enable_pruning``, the models train as ``max_iter`` ``partial_fit`` epochs;
-after each epoch the engine scores every model on its CV test fold and
-:class:`_TrialPruning` reports each trial's mean over its folds to the trial
-(``trial.report``) and asks the study's pruner (``trial.should_prune``); a pruned
-trial's models leave their packs at once, and the trial ends ``PRUNED``.
+after each epoch the engine scores every model on its CV test fold, each trial's
+mean over its folds is reported to the trial (``trial.report``) and the study's
+pruner asked (``trial.should_prune``); a pruned trial's models leave their packs at
+once, and the trial ends ``PRUNED``.
 
 What is recorded per trial (user attributes, their order, the value, the state) is
 what optuna_integration records, so ``cv_results_`` and ``trials_dataframe()`` have
-its layout.
+its layout. The loop is :mod:`~torchhpo.search._optuna_trials`, the pruning policy
+:mod:`~torchhpo.search._optuna_pruning`, the space checks and architecture forms
+:mod:`~torchhpo.search._optuna_space`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import numbers
 import os
 import time
-import warnings
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import ExitStack, nullcontext
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
-from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
 from sklearn.utils import _safe_indexing, check_random_state
-from sklearn.utils.metadata_routing import _routing_enabled
-from sklearn.utils.metaestimators import _safe_split
-from sklearn.utils.parallel import Parallel
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 try:
     import optuna
     from optuna.study import StudyDirection
-    from optuna.trial import FrozenTrial, TrialState
+    from optuna.trial import FrozenTrial
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError(
         "torchhpo.OptunaSearchCV needs Optuna: pip install 'torchhpo[optuna]'."
     ) from exc
 
 from .._device import resolve_device, resolve_devices, resolve_dtype
-from ..engine.policy import EpochPolicy
 from ..engine.trainer import CPU_PACK_SIZE
 from ._estimators import fused_form
 from ._estimators import refit as refit_estimator
 from ._optuna_space import check_distributions, estimator_params
-from ._scheduler import FusedScheduler
+from ._optuna_trials import BatchOptimizer
 
 _logger = logging.getLogger(__name__)
 
@@ -522,7 +515,7 @@ class OptunaSearchCV(BaseEstimator):
             _logger.info(
                 f"Searching the best hyperparameters using {len(X_res)} samples..."
             )
-            _Optimizer(self, X_res, y_res, splits, fit_params_res).run()
+            BatchOptimizer(self, X_res, y_res, splits, fit_params_res).run()
             _logger.info("Finished hyperparameter search!")
             if self.refit:
                 self._refit(X, y, **fit_params)
@@ -568,430 +561,3 @@ def _index_params(X, fit_params: dict, indices) -> dict:
         else:
             out[key] = value
     return out
-
-
-class _Optimizer:
-    """The ask / train / tell loop of one ``OptunaSearchCV.fit``.
-
-    Parameters
-    ----------
-    search : OptunaSearchCV
-        The search (its options, ``study_`` and ``scorer_``).
-    X, y : array-like
-        The (subsampled) search data.
-    splits : list of (train, test)
-        The CV folds.
-    fit_params : dict
-        Parameters for the estimator's ``fit``.
-    """
-
-    def __init__(self, search: OptunaSearchCV, X, y, splits, fit_params) -> None:
-        self.search = search
-        self.study = search.study_
-        self.X, self.y, self.splits = X, y, splits
-        self.fit_params = fit_params
-        self.n_splits = len(splits)
-        catch = search.catch
-        self.catch = tuple(catch) if isinstance(catch, Iterable) else (catch,)
-        self.error_score = search.error_score
-        self.epochs = search.max_iter if search.enable_pruning else None
-        self.kwargs = dict(
-            scorer=search.scorer_,
-            fit_params=fit_params,
-            score_params={},
-            return_train_score=search.return_train_score,
-            return_n_test_samples=True,
-            return_times=True,
-            return_parameters=False,
-            error_score=search.error_score,
-            verbose=0,
-        )
-
-    # -- the loop ----------------------------------------------------------------------
-    def run(self) -> None:
-        """Ask, train and tell batches until ``n_trials``, ``timeout`` or a stop."""
-        search, study = self.search, self.study
-        batch = search._batch_size(self.n_splits)
-        start = time.monotonic()
-        n_asked = 0
-        parallel = Parallel(n_jobs=search.n_jobs, return_as="generator")
-        self.scheduler = FusedScheduler(
-            search,
-            self.X,
-            self.y,
-            fit_and_score_kwargs=self.kwargs,
-            parallel=parallel,
-            routing=_routing_enabled(),
-        )
-        study._stop_flag = False
-        study._thread_local.in_optimize_loop = True  # study.stop() from callbacks
-        try:
-            with parallel:
-                while not study._stop_flag:
-                    if search.n_trials is not None and n_asked >= search.n_trials:
-                        break
-                    if search.timeout is not None:
-                        if time.monotonic() - start >= search.timeout:
-                            break
-                    size = batch
-                    if search.n_trials is not None:
-                        size = min(size, search.n_trials - n_asked)
-                    self._fail_stale_trials()
-                    size = self._grid_left(size)
-                    trials = [
-                        study.ask(fixed_distributions=search.param_distributions)
-                        for _ in range(size)
-                    ]
-                    n_asked += size
-                    self._run_batch(trials)
-        finally:
-            study._thread_local.in_optimize_loop = False
-
-    def _grid_left(self, size: int) -> int:
-        """Cap a batch at the grid points a ``GridSampler`` has not handed out.
-
-        Sequentially, ``GridSampler`` stops the study once its grid is covered; a
-        batch larger than what is left would repeat grid points instead.
-        """
-        sampler = self.study.sampler
-        if isinstance(sampler, optuna.samplers.GridSampler):
-            try:
-                left = len(sampler._get_unvisited_grid_ids(self.study))
-            except AttributeError:  # pragma: no cover - another Optuna version
-                return size
-            return max(1, min(size, left))
-        return size
-
-    def _fail_stale_trials(self) -> None:
-        """As ``study.optimize``: fail trials whose heartbeat stopped (RDB storage)."""
-        try:
-            from optuna.storages._heartbeat import is_heartbeat_enabled
-        except ImportError:  # pragma: no cover - another Optuna version
-            return
-        if is_heartbeat_enabled(self.study._storage):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                optuna.storages.fail_stale_trials(self.study)
-
-    def _run_batch(self, trials: list) -> None:
-        """Train and tell one batch; an interruption fails its unfinished trials."""
-        open_trials = {trial.number: trial for trial in trials}
-        self._open = open_trials
-        try:
-            with ExitStack() as stack:
-                for trial in trials:
-                    stack.enter_context(_heartbeat(trial, self.study))
-                self._evaluate(trials)
-        except BaseException as exc:
-            # As study.optimize: the interrupted trials end FAIL, without callbacks.
-            for trial in list(open_trials.values()):
-                self._tell(trial, state=TrialState.FAIL, reason=exc, callbacks=False)
-            raise
-
-    def _evaluate(self, trials: list) -> None:
-        """Configure, train and tell ``trials``; errors go to their own trial."""
-        configured, ready = {}, []
-        for trial in trials:
-            try:
-                params = estimator_params(trial.params)
-                configured[trial.number] = clone(self.search.estimator).set_params(
-                    **params
-                )
-            except Exception as exc:
-                self._fail(trial, exc)
-                continue
-            ready.append((trial, params))
-        fused, per_fit = [], []
-        for trial, params in ready:
-            form = fused_form(
-                configured[trial.number], self.search._mlp_device(), self.search.dtype
-            )
-            if self.epochs is not None and form is None:
-                per_fit.append(trial)
-            else:
-                fused.append((trial, params))
-        if fused:
-            self._train_fused(fused)
-        for trial in per_fit:
-            self._partial_fit_trial(trial, configured[trial.number])
-
-    def _train_fused(self, items: list) -> None:
-        trials = [trial for trial, _ in items]
-        policy = None
-        pruning: list[_TrialPruning] = []
-        if self.epochs is not None:
-
-            def policy(keys):
-                made = _TrialPruning(trials, keys, self.error_score)
-                pruning.append(made)
-                return made
-
-        try:
-            out = self.scheduler.evaluate(
-                clone(self.search.estimator),
-                [params for _, params in items],
-                self.splits,
-                [None] * (len(items) * self.n_splits),
-                partial_fit_epochs=self.epochs,
-                policy=policy,
-            )
-        except Exception as exc:
-            if len(items) == 1:
-                self._fail(items[0][0], exc)
-                return
-            # error_score="raise": find the failing trial by training them one by one.
-            for item in items:
-                self._train_fused([item])
-            return
-        pruned = set().union(*(p.pruned for p in pruning)) if pruning else set()
-        for c, trial in enumerate(trials):
-            outs = out[c * self.n_splits : (c + 1) * self.n_splits]
-            self._finish(trial, outs, pruned=c in pruned)
-
-    # -- recording ---------------------------------------------------------------------
-    def _finish(self, trial, outs: list[dict], pruned: bool) -> None:
-        """Record a trial's CV results as optuna_integration does; tell the study."""
-        n = self.n_splits
-        failed = [out["fit_error"] is not None for out in outs]
-        if all(failed) and self.epochs is None:
-            # cross_validate raises when every fit fails; optuna_integration then
-            # records error_score for every split.
-            error = self.error_score if self.error_score is not None else np.nan
-            scores = {
-                "fit_time": np.full(n, np.nan),
-                "score_time": np.full(n, np.nan),
-                "test_score": np.array([error] * n),
-            }
-        else:
-            if self.epochs is None:
-                _warn_or_raise_about_fit_failures(outs, self.error_score)
-            scores = {
-                "fit_time": np.array([out["fit_time"] for out in outs]),
-                "score_time": np.array([out["score_time"] for out in outs]),
-                "test_score": np.array([out["test_scores"] for out in outs]),
-            }
-            if self.search.return_train_score:
-                scores["train_score"] = np.array([out["train_scores"] for out in outs])
-        self._store(trial, scores, report=not pruned)
-        if pruned:
-            self._tell(trial, state=TrialState.PRUNED)
-        else:
-            self._tell(trial, value=trial.user_attrs["mean_test_score"])
-
-    def _store(self, trial, scores: dict, report: bool) -> None:
-        for name, array in scores.items():
-            if name in ("test_score", "train_score"):
-                for i, score in enumerate(array):
-                    trial.set_user_attr(f"split{i}_{name}", score)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                trial.set_user_attr(f"mean_{name}", np.nanmean(array))
-                trial.set_user_attr(f"std_{name}", np.nanstd(array))
-        if report and len(scores["test_score"]) > 1:
-            # What optuna.terminator.report_cross_validation_scores stores.
-            try:
-                from optuna.terminator.erroreval import _CROSS_VALIDATION_SCORES_KEY
-
-                trial.storage.set_trial_system_attr(
-                    trial._trial_id,
-                    _CROSS_VALIDATION_SCORES_KEY,
-                    [float(s) for s in scores["test_score"]],
-                )
-            except (ImportError, AttributeError, TypeError, ValueError):
-                pass
-
-    def _tell(
-        self, trial, value=None, state=None, reason=None, callbacks: bool = True
-    ) -> None:
-        """Tell the study, log as ``study.optimize`` does, run the callbacks."""
-        if self._open.pop(trial.number, None) is None:
-            return
-        if state is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                frozen = self.study.tell(trial, value)
-        else:
-            frozen = self.study.tell(trial, state=state)
-        if frozen.state == TrialState.COMPLETE:
-            log = getattr(self.study, "_log_completed_trial", None)
-            if log is not None:
-                log(frozen.values, frozen.number, frozen.params)
-        elif frozen.state == TrialState.PRUNED:
-            optuna.logging.get_logger("optuna").info(
-                f"Trial {frozen.number} pruned. trial was pruned at iteration "
-                f"{frozen.last_step}."
-            )
-        else:
-            why = (
-                f"the following error: {reason!r}"
-                if reason is not None
-                else f"the value {value!r}"
-            )
-            optuna.logging.get_logger("optuna").warning(
-                f"Trial {frozen.number} failed with parameters: {frozen.params} "
-                f"because of {why}."
-            )
-        for callback in self.search.callbacks or () if callbacks else ():
-            callback(self.study, frozen)
-
-    def _fail(self, trial, exc: BaseException) -> None:
-        """End a trial whose objective raised: ``FAIL``; re-raise unless caught."""
-        caught = isinstance(exc, self.catch)
-        self._tell(trial, state=TrialState.FAIL, reason=exc, callbacks=caught)
-        if not caught:
-            raise exc
-
-    # -- estimators without a fused form, with pruning ---------------------------------
-    def _partial_fit_trial(self, trial, estimator) -> None:
-        """optuna_integration's ``partial_fit`` loop, for one trial, per fit."""
-        try:
-            scores, pruned = self._partial_fit_cv(trial, estimator)
-        except Exception as exc:
-            self._fail(trial, exc)
-            return
-        self._store(trial, scores, report=not pruned)
-        if pruned:
-            self._tell(trial, state=TrialState.PRUNED)
-        else:
-            self._tell(trial, value=trial.user_attrs["mean_test_score"])
-
-    def _partial_fit_cv(self, trial, estimator) -> tuple[dict, bool]:
-        params = dict(self.fit_params)
-        if is_classifier(estimator):
-            classes = np.unique(self.y) if self.y is not None else np.array([None])
-            params.setdefault("classes", classes)
-        n = self.n_splits
-        estimators = [clone(estimator) for _ in range(n)]
-        scores = {
-            "fit_time": np.zeros(n),
-            "score_time": np.zeros(n),
-            "test_score": np.empty(n),
-        }
-        if self.search.return_train_score:
-            scores["train_score"] = np.empty(n)
-        for step in range(self.search.max_iter):
-            for i, (train, test) in enumerate(self.splits):
-                out = self._partial_fit_and_score(estimators[i], train, test, params)
-                if self.search.return_train_score:
-                    scores["train_score"][i] = out.pop(0)
-                scores["test_score"][i] = out[0]
-                scores["fit_time"][i] += out[1]
-                scores["score_time"][i] += out[2]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                trial.report(float(np.nanmean(scores["test_score"])), step=step)
-            if trial.should_prune():
-                return scores, True
-        return scores, False
-
-    def _partial_fit_and_score(self, estimator, train, test, params) -> list:
-        X_train, y_train = _safe_split(estimator, self.X, self.y, train)
-        X_test, y_test = _safe_split(estimator, self.X, self.y, test, train)
-        start = time.time()
-        try:
-            estimator.partial_fit(X_train, y_train, **params)
-        except Exception:
-            if self.error_score == "raise":
-                raise
-            fit_time = time.time() - start
-            test_score = train_score = self.error_score
-            score_time = 0.0
-        else:
-            fit_time = time.time() - start
-            test_score = self.search.scorer_(estimator, X_test, y_test)
-            score_time = time.time() - fit_time - start
-            if self.search.return_train_score:
-                train_score = self.search.scorer_(estimator, X_train, y_train)
-        out = [float(test_score), fit_time, score_time]
-        if self.search.return_train_score:
-            out.insert(0, float(train_score))
-        return out
-
-
-class _TrialPruning(EpochPolicy):
-    """Report each trial's mean fold score per epoch to Optuna; stop pruned trials.
-
-    One policy serves one engine call. A trial's epoch is reported (``step`` =
-    epoch - 1, as optuna_integration counts) once every fold of the trial still
-    training has finished that epoch, so folds split over packs are waited for; a
-    fold that failed counts as ``error_score`` afterwards. When the pruner prunes
-    the trial, its models still training stop at their next epoch end (at once
-    for those that just reported).
-
-    Parameters
-    ----------
-    trials : list of optuna.trial.Trial
-        The batch's trials, by candidate index.
-    keys : list of (candidate, fold)
-        Per task of the engine call.
-    error_score : numeric or 'raise'
-        The search's ``error_score``.
-    """
-
-    needs_scores = True
-
-    def __init__(self, trials: list, keys: list, error_score) -> None:
-        self.trials = trials
-        self.candidate = np.array([c for c, _ in keys], dtype=np.int64)
-        self.training: dict[int, set] = defaultdict(set)
-        for task, c in enumerate(self.candidate):
-            self.training[int(c)].add(task)
-        self.failed_at: dict[int, list[int]] = defaultdict(list)
-        self.scores: dict[int, dict[int, dict[int, float]]] = defaultdict(dict)
-        self.reported: dict[int, int] = defaultdict(int)
-        self.pruned: set[int] = set()
-        self.error_score = (
-            float(error_score) if isinstance(error_score, numbers.Number) else None
-        )
-
-    def end_epoch(self, models, epochs, scores):
-        """Record the epoch's scores, report complete epochs, stop pruned trials."""
-        touched = set()
-        for task, epoch, score in zip(models, epochs, scores, strict=True):
-            c = int(self.candidate[task])
-            touched.add(c)
-            if c not in self.pruned:
-                self.scores[c].setdefault(int(epoch), {})[int(task)] = float(score)
-        for c in sorted(touched):
-            self._report(c)
-        return np.isin(self.candidate[models], list(self.pruned))
-
-    def finished(self, task: int, result) -> None:
-        """Forget a model that left its pack; report what it was waited for."""
-        c = int(self.candidate[task])
-        self.training[c].discard(task)
-        if result.failure is not None:
-            self.failed_at[c].append(int(result.n_iter))
-        self._report(c)
-
-    def _report(self, c: int) -> None:
-        if c in self.pruned:
-            return
-        trial = self.trials[c]
-        while True:
-            epoch = self.reported[c] + 1
-            got = self.scores[c].get(epoch)
-            if got is None or not self.training[c] <= set(got):
-                return
-            values = list(got.values())
-            if self.error_score is not None:
-                values += [self.error_score for e in self.failed_at[c] if e < epoch]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean = float(np.nanmean(values)) if values else math.nan
-            del self.scores[c][epoch]
-            self.reported[c] = epoch
-            trial.report(mean, step=epoch - 1)
-            if trial.should_prune():
-                self.pruned.add(c)
-                self.scores.pop(c, None)
-                return
-
-
-def _heartbeat(trial, study):
-    """The heartbeat ``study.optimize`` keeps for a running trial (RDB storage)."""
-    try:
-        from optuna.storages._heartbeat import get_heartbeat_thread
-    except ImportError:  # pragma: no cover
-        return nullcontext()
-    return get_heartbeat_thread(trial._trial_id, study._storage)
