@@ -527,3 +527,31 @@ def test_import_torchhpo_without_optuna():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert "torchhpo[optuna]" in out.stdout
+
+
+def test_timeout_and_study_stop_end_the_search_after_a_batch(digits):
+    X, y = digits
+    timed = OptunaSearchCV(
+        _mlp(),
+        SPACE,
+        cv=3,
+        n_trials=None,
+        timeout=0.05,
+        trials_per_batch=2,
+        progress=False,
+    ).fit(X, y)
+    assert timed.n_trials_ == 2
+
+    def stop(study, trial):
+        study.stop()
+
+    stopped = OptunaSearchCV(
+        _mlp(),
+        SPACE,
+        cv=3,
+        n_trials=10,
+        callbacks=[stop],
+        trials_per_batch=3,
+        progress=False,
+    ).fit(X, y)
+    assert [t.state.name for t in stopped.trials_] == ["COMPLETE"] * 3
