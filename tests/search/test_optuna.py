@@ -555,3 +555,31 @@ def test_timeout_and_study_stop_end_the_search_after_a_batch(digits):
         progress=False,
     ).fit(X, y)
     assert [t.state.name for t in stopped.trials_] == ["COMPLETE"] * 3
+
+
+def test_pruned_search_first_asks_the_pruners_startup_trials(digits, monkeypatch):
+    X, y = digits
+    calls = []
+    original = scheduler_module.train_models
+
+    def train_models(data, tasks, **kwargs):
+        calls.append(len(tasks))
+        return original(data, tasks, **kwargs)
+
+    monkeypatch.setattr(scheduler_module, "train_models", train_models)
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3),
+    )
+    OptunaSearchCV(
+        _mlp(),
+        SPACE,
+        cv=3,
+        n_trials=7,
+        study=study,
+        enable_pruning=True,
+        max_iter=3,
+        trials_per_batch=10,
+        progress=False,
+    ).fit(X, y)
+    assert calls == [3 * 3, 4 * 3]

@@ -158,6 +158,8 @@ class OptunaSearchCV(BaseEstimator):
         CPU, enough trials to fill one pack of ``CPU_PACK_SIZE`` models per
         worker thread; on CUDA, ``CUDA_MODELS_PER_BATCH`` models per device; in
         both cases at least 10 trials and at most a quarter of ``n_trials``.
+        With pruning, a first batch is capped at the trials the pruner waits for
+        before it prunes (``MedianPruner``'s ``n_startup_trials``).
 
     Attributes
     ----------

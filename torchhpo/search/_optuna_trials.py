@@ -103,7 +103,7 @@ class BatchOptimizer:
                     if search.n_trials is not None:
                         size = min(size, search.n_trials - n_asked)
                     self._fail_stale_trials()
-                    size = self._grid_left(size)
+                    size = self._grid_left(self._startup_left(size))
                     trials = [
                         study.ask(fixed_distributions=search.param_distributions)
                         for _ in range(size)
@@ -112,6 +112,23 @@ class BatchOptimizer:
                     self._run_batch(trials)
         finally:
             study._thread_local.in_optimize_loop = False
+
+    def _startup_left(self, size: int) -> int:
+        """Cap a pruned search's batch at the trials its pruner waits for.
+
+        ``MedianPruner`` / ``PercentilePruner`` prune nothing until
+        ``n_startup_trials`` trials have completed, and a batch's trials are told
+        only when it ends: asking just those first lets the pruner work from the
+        same trial on as in a sequential search.
+        """
+        if self.epochs is None:
+            return size
+        n_startup = getattr(self.study.pruner, "_n_startup_trials", 0)
+        if not isinstance(n_startup, int) or n_startup <= 0:
+            return size
+        done = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        left = n_startup - done
+        return min(size, left) if left > 0 else size
 
     def _grid_left(self, size: int) -> int:
         """Cap a batch at the grid points a ``GridSampler`` has not handed out.
