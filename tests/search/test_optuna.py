@@ -583,3 +583,19 @@ def test_pruned_search_first_asks_the_pruners_startup_trials(digits, monkeypatch
         progress=False,
     ).fit(X, y)
     assert calls == [3 * 3, 4 * 3]
+
+
+def test_pruning_with_another_scoring_says_what_is_reported(digits):
+    X, y = digits
+    search = OptunaSearchCV(
+        _mlp(),
+        SPACE,
+        cv=3,
+        n_trials=1,
+        enable_pruning=True,
+        max_iter=2,
+        scoring="f1_macro",
+        progress=False,
+    )
+    with pytest.warns(UserWarning, match=r"own score \(accuracy\)"):
+        search.fit(X, y)

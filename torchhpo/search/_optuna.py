@@ -27,6 +27,7 @@ import logging
 import numbers
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
@@ -507,6 +508,7 @@ class OptunaSearchCV(BaseEstimator):
             cv = check_cv(self.cv, y_res, classifier=is_classifier(self.estimator))
             self.n_splits_ = cv.get_n_splits(X_res, y_res, groups=groups_res)
             self.scorer_ = check_scoring(self.estimator, scoring=self.scoring)
+            self._warn_about_epoch_scores()
             if self.study is None:
                 seed = random_state.randint(0, np.iinfo("int32").max)
                 sampler = optuna.samplers.TPESampler(seed=seed)
@@ -524,6 +526,21 @@ class OptunaSearchCV(BaseEstimator):
         finally:
             _logger.setLevel(old_level)
         return self
+
+    def _warn_about_epoch_scores(self) -> None:
+        """Say so when pruning reports another metric than ``scoring``."""
+        default = "accuracy" if is_classifier(self.estimator) else "r2"
+        if not self.enable_pruning or self.scoring in (None, default):
+            return
+        if fused_form(clone(self.estimator)) is None:
+            return  # trained per fit: optuna_integration's loop, with the scorer
+        warnings.warn(
+            f"With enable_pruning=True, the per-epoch values reported to Optuna are "
+            f"the estimator's own score ({default}), not scoring={self.scoring!r}; "
+            "each trial's final value uses scoring.",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def _refit(self, X, y=None, **fit_params) -> OptunaSearchCV:
         """Fit the best parameters on the whole data as ``best_estimator_``."""
