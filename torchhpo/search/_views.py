@@ -230,11 +230,11 @@ class Views:
             return None
         view = View(X, Y, sw, attrs, False, list(prefix.steps), prefix_time)
         if self.partial_fit:
-            _append_test_rows(view, form, prefix, self.X, self.y, self.splits[split])
+            _append_test_rows(view, prefix, self.X, self.y, self.splits[split])
         return view
 
 
-def _append_test_rows(view: View, form: FusedForm, prefix, X, y, split) -> None:
+def _append_test_rows(view: View, prefix, X, y, split) -> None:
     """Append a fold's test rows, through its fitted earlier steps, for scoring.
 
     Left out (the fold is then not scored per epoch) when they cannot be encoded.
