@@ -67,3 +67,55 @@ def test_epochs_ignore_max_iter_and_tol():
     assert result.n_iter == N_EPOCHS
     assert len(result.state.loss_curve) == N_EPOCHS
     assert not result.hit_max_iter
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"solver": "adam", "activation": "relu"},
+        {"solver": "sgd", "learning_rate": "invscaling", "activation": "tanh"},
+        {
+            "solver": "sgd",
+            "learning_rate": "adaptive",
+            "learning_rate_init": 0.3,
+            "n_iter_no_change": 1,
+            "tol": 0.05,
+        },
+    ],
+)
+def test_epochs_equal_sklearn_partial_fit_from_the_same_weights(params):
+    # optuna_integration's pruning loop: partial_fit N times on scikit-learn's MLP.
+    from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
+
+    from torchhpo.engine import ModelState
+
+    X, y = _data(200)
+    make = dict(hidden_layer_sizes=(10,), batch_size=50, shuffle=False, **params)
+    sk = SklearnMLPClassifier(**make)
+    sk.partial_fit(X, y, classes=np.unique(y))
+    rng = np.random.RandomState(0)
+    coefs = [rng.uniform(-0.3, 0.3, c.shape) for c in sk.coefs_]
+    intercepts = [rng.uniform(-0.3, 0.3, b.shape) for b in sk.intercepts_]
+    sk.coefs_ = [c.copy() for c in coefs]
+    sk.intercepts_ = [b.copy() for b in intercepts]
+    sk.t_, sk.n_iter_, sk.loss_curve_ = 0, 0, []
+    sk._no_improvement_count, sk.best_loss_ = 0, np.inf
+    del sk._optimizer  # a fresh optimizer, as in a first partial_fit
+    for _ in range(N_EPOCHS):
+        sk.partial_fit(X, y)
+
+    th = MLPClassifier(dtype="float64", device="cpu", **make)
+    Y = th.encode_targets(y)
+    start = ModelState([c.copy() for c in coefs], [b.copy() for b in intercepts])
+    task = th._build_task(Y, np.arange(len(X)), incremental=True, init=start)
+    (result,) = train_models(
+        th._device_data(X, Y, None), [replace(task, incremental_epochs=N_EPOCHS)]
+    )
+    np.testing.assert_allclose(result.state.loss_curve, sk.loss_curve_, rtol=1e-9)
+    assert result.state.t == sk.t_
+    for got, ref in zip(
+        result.state.coefs + result.state.intercepts,
+        sk.coefs_ + sk.intercepts_,
+        strict=True,
+    ):
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-8)
