@@ -540,7 +540,10 @@ def test_timeout_and_study_stop_end_the_search_after_a_batch(digits):
         trials_per_batch=2,
         progress=False,
     ).fit(X, y)
-    assert timed.n_trials_ == 2
+    # The timeout is checked before each batch, never inside one: one batch at
+    # most (none if the machine is so busy that it passed before the first ask).
+    assert timed.n_trials_ in (0, 2)
+    assert all(t.state.name == "COMPLETE" for t in timed.study_.trials)
 
     def stop(study, trial):
         study.stop()
