@@ -15,7 +15,12 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 import torchhpo
 
-from ._helpers import EngineSpy, assert_same_scores, assert_same_structure
+from ._helpers import (
+    DEVICE_SCORING,
+    EngineSpy,
+    assert_same_scores,
+    assert_same_structure,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -191,7 +196,9 @@ def test_regression_with_a_poisson_loss_candidate(diabetes):
     estimator = torch_mlp(torchhpo.MLPRegressor)
     ours = torchhpo.GridSearchCV(estimator, param_grid, cv=3, progress=False)
     theirs = sk.GridSearchCV(estimator, param_grid, cv=3)
-    assert_same_scores(ours.fit(X, y).cv_results_, theirs.fit(X, y).cv_results_)
+    assert_same_scores(
+        ours.fit(X, y).cv_results_, theirs.fit(X, y).cv_results_, **DEVICE_SCORING
+    )
 
 
 def test_ridge_regression_delegates(diabetes):
