@@ -22,7 +22,7 @@ compared on a shared machine. Run it on a quiet machine for figures to publish.
 Usage
 -----
 ``PYTHONPATH=. python scripts/breakdown.py [--device cpu] [--repeats 1]
-[--n-iter N] [--host-scoring]``
+[--n-iter N] [--max-iter 200] [--host-scoring]``
 """
 
 from __future__ import annotations
@@ -97,7 +97,9 @@ def instrumented(timers: Timers):
             setattr(owner, name, original)
 
 
-def run(device: str, n_iter: int | None, host_scoring: bool) -> tuple[Timers, dict]:
+def run(
+    device: str, n_iter: int | None, host_scoring: bool, max_iter: int = 200
+) -> tuple[Timers, dict]:
     """Run the search once under timers; return them and the totals."""
     from scipy.stats import loguniform
     from sklearn.datasets import load_digits
@@ -107,7 +109,7 @@ def run(device: str, n_iter: int | None, host_scoring: bool) -> tuple[Timers, di
 
     X, y = load_digits(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    model = MLPClassifier(random_state=0)
+    model = MLPClassifier(random_state=0, max_iter=max_iter)
     options = {"device": device, "progress": False}
     if n_iter is None:
         search = GridSearchCV(model, SEED_GRID, cv=5, **options)
@@ -162,13 +164,16 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--n-iter", type=int, default=None)
     parser.add_argument(
+        "--max-iter", type=int, default=200, help="the MLP's max_iter (short runs)"
+    )
+    parser.add_argument(
         "--host-scoring",
         action="store_true",
         help="score through scikit-learn model by model (the path before batching)",
     )
     args = parser.parse_args(argv)
     for r in range(args.repeats):
-        timers, totals = run(args.device, args.n_iter, args.host_scoring)
+        timers, totals = run(args.device, args.n_iter, args.host_scoring, args.max_iter)
         print(f"-- run {r + 1}/{args.repeats}, device {args.device}")
         report(timers, totals)
     return 0
