@@ -118,6 +118,19 @@ def test_pipeline_parameters_of_earlier_steps_only(digits_small):
     assert_same_scores(ours.cv_results_, theirs.cv_results_)
 
 
+def test_pipeline_with_a_passthrough_step(digits_small, monkeypatch):
+    X, y = digits_small
+    spy = EngineSpy(monkeypatch)
+    pipe = Pipeline(
+        [("scale", StandardScaler()), ("skip", "passthrough"), ("mlp", torch_mlp())]
+    )
+    param_grid = {"mlp__alpha": [1e-4, 1e-1]}
+    ours = torchhpo.GridSearchCV(pipe, param_grid, cv=3, progress=False).fit(X, y)
+    theirs = sk.GridSearchCV(pipe, param_grid, cv=3).fit(X, y)
+    assert spy.n_models == 6
+    assert_same_scores(ours.cv_results_, theirs.cv_results_, **DEVICE_SCORING)
+
+
 @pytest.mark.parametrize(
     "estimator, param_grid",
     [

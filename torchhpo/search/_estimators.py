@@ -114,7 +114,10 @@ class FusedForm:
     def prefix_pipeline(self) -> Pipeline:
         """Return a fresh Pipeline of the earlier steps, to fit on one fold."""
         return Pipeline(
-            [(name, clone(step)) for name, step in self.prefix],
+            [
+                (name, clone(step) if _is_estimator(step) else step)
+                for name, step in self.prefix
+            ],
             memory=self.estimator.memory,
             verbose=self.estimator.verbose,
         )
