@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 import torchhpo.search._device_scoring as device_scoring
@@ -160,23 +160,43 @@ def test_sklearn_mlp_is_scored_on_the_device(monkeypatch, digits):
     assert isinstance(search.best_estimator_, SklearnMLPClassifier)
 
 
-def test_pipelines_and_callables_are_scored_by_sklearn(monkeypatch, digits):
+def test_pipelines_are_scored_through_their_fitted_steps(monkeypatch, digits):
+    X, y = digits
+    pipeline = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            ("skip", "passthrough"),
+            ("mlp", MLPClassifier(hidden_layer_sizes=(16,), **FAST)),
+        ]
+    )
+
+    def make():
+        return GridSearchCV(
+            pipeline,
+            {"mlp__alpha": [1e-4, 1e-2], "scale__with_std": [True, False]},
+            cv=3,
+            scoring=["accuracy", "neg_log_loss", "f1_weighted"],
+            refit="accuracy",
+            return_train_score=True,
+            progress=False,
+        )
+
+    spy, _ = _both(monkeypatch, make, X, y)
+    assert spy.scored == spy.models == 12
+
+
+def test_callables_and_other_scorers_are_scored_by_sklearn(monkeypatch, digits):
     X, y = digits
 
     def scorer(estimator, X_test, y_test):
         return float(np.mean(estimator.predict(X_test) == y_test))
 
-    pipeline = make_pipeline(StandardScaler(), MLPClassifier(**FAST))
-    for estimator, scoring, prefix in (
-        (pipeline, None, "mlpclassifier__"),
-        (MLPClassifier(**FAST), scorer, ""),
-        (MLPClassifier(**FAST), ["accuracy", "roc_auc_ovr"], ""),
-    ):
+    for scoring in (scorer, ["accuracy", "roc_auc_ovr"]):
 
-        def make(estimator=estimator, scoring=scoring, prefix=prefix):
+        def make(scoring=scoring):
             return GridSearchCV(
-                estimator,
-                {f"{prefix}hidden_layer_sizes": [(4,)]},
+                MLPClassifier(**FAST),
+                {"hidden_layer_sizes": [(4,)]},
                 cv=2,
                 scoring=scoring,
                 refit=False,

@@ -13,10 +13,11 @@ A model is scored here only when scikit-learn would return plain numbers for it:
 * every scorer of the search is a built-in one with a batched equivalent
   (:func:`torchhpo.metrics.scorer_metric`), ``verbose <= 1``, no scorer metadata
   other than scikit-learn's own ``sample_weight`` forwarding, no callbacks;
-* the model is a bare MLP of one of the four plain classes (torchhpo's or
-  scikit-learn's ``MLPClassifier`` / ``MLPRegressor``) trained on the search's
-  whole validated float64 ``X`` (a Pipeline's test rows would need its fitted
-  earlier steps: Pipelines are scored by scikit-learn);
+* the model's MLP is of one of the four plain classes (torchhpo's or
+  scikit-learn's ``MLPClassifier`` / ``MLPRegressor``), alone (its rows: the
+  search's whole validated ``X``) or ending a Pipeline (each fold's test and
+  training rows go once through that fold's fitted earlier steps, as in
+  ``Pipeline.predict``, shared by the candidates with those steps), in float64;
 * every metric is ok for it (no zero division, every class present where the
   metric needs it, finite predictions).
 
@@ -32,11 +33,13 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.metrics._scorer import _MultimetricScorer
 from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 from sklearn.neural_network import MLPRegressor as SklearnMLPRegressor
-from sklearn.utils.validation import _num_samples
+from sklearn.utils import _safe_indexing
+from sklearn.utils.validation import _num_samples, validate_data
 
 from .._device import resolve_device
 from ..engine.backends.local import single_threaded_kernels
@@ -110,32 +113,72 @@ def _score_weights(kwargs: dict, routing: bool, n_samples: int):
 
 def _eligible(model, context) -> bool:
     view = model.view
-    if model.error is not None or view is None or not view.whole:
+    if model.error is not None or view is None:
         return False
     if context is not None and getattr(context, "_callbacks", None):
         return False
     if type(model.form.given_mlp) not in _PLAIN_CLASSES:
         return False
-    return view.X.dtype == np.float64 and not model.form.prefix
+    return view.X.dtype == np.float64 and view.whole == (not model.form.prefix)
 
 
-def _target(model) -> tuple[str, np.ndarray, int | None]:
-    """The model's target kind, its whole encoded target, and ``pos_label``'s index."""
+def _encoded(model, y) -> np.ndarray:
+    """The whole target, encoded as the model's training rows are (2-D)."""
     view, mlp = model.view, model.mlp
+    if view.whole:
+        return view.Y
+    if hasattr(mlp, "_label_binarizer"):
+        return mlp._label_binarizer.transform(y)
+    y = np.asarray(y, dtype=np.float64)
+    return y.reshape(len(y), -1)
+
+
+def _target(model, y) -> tuple[str, np.ndarray, int | None]:
+    """The model's target kind, its whole encoded target, and ``pos_label``'s index."""
+    mlp, Y = model.mlp, _encoded(model, y)
     if not hasattr(mlp, "_label_binarizer"):
-        return "regression", view.Y.astype(np.float64), None
+        return "regression", Y.astype(np.float64), None
     kind = mlp._target_kind()
     classes = np.asarray(mlp.classes_)
     if kind == "multilabel":
-        return kind, view.Y.astype(bool), None
+        return kind, Y.astype(bool), None
     if kind == "binary":
         if len(classes) != 2:
-            return "unsupported", view.Y, None
+            return "unsupported", Y, None
         pos = None
         if classes.dtype.kind in "biuf" and (classes == 1).sum() == 1:
             pos = int(np.flatnonzero(classes == 1)[0])
-        return kind, view.Y[:, 0].astype(np.int64), pos
-    return kind, view.Y.argmax(1).astype(np.int64), None
+        return kind, Y[:, 0].astype(np.int64), pos
+    return kind, Y.argmax(1).astype(np.int64), None
+
+
+def _transformed(model, X, index: np.ndarray) -> np.ndarray:
+    """A Pipeline's rows as its final MLP sees them in ``predict``."""
+    Xt = _safe_indexing(X, index)
+    for _, step in model.view.prefix:
+        if step is not None and not (isinstance(step, str) and step == "passthrough"):
+            Xt = step.transform(Xt)
+    Xt = validate_data(model.mlp, Xt, accept_sparse=["csr", "csc"], reset=False)
+    return Xt.toarray() if sp.issparse(Xt) else np.asarray(Xt)
+
+
+def _sources(model, X, split, train_scoring: bool):
+    """The data to score a group on, and its test and training rows in that data.
+
+    A bare MLP's view is the whole validated ``X`` (rows: the fold's indices); a
+    Pipeline's test (and training) rows go through its fitted earlier steps, as in
+    ``Pipeline.predict`` (a fold's view holds only its training rows as fitted).
+    """
+    train, test = (np.asarray(index) for index in split)
+    if model.view.whole:
+        return model.view.X, test, train
+    parts = [_transformed(model, X, test)]
+    if train_scoring:
+        parts.append(_transformed(model, X, train))
+    if any(part.dtype != np.float64 for part in parts):
+        return None
+    rows = np.arange(len(test) + (len(train) if train_scoring else 0))
+    return np.concatenate(parts), rows[: len(test)], rows[len(test) :]
 
 
 class _Batch:
@@ -198,17 +241,22 @@ def _predictions(kind, Y, pos, outputs, rows, valid, weights) -> Predictions:
     return Predictions(kind, y_true, y_pred, proba, weights, valid, pos)
 
 
-def _score_rows(batch, members, kind, Y, pos, index_sets, weights, metrics):
-    """Scores ``(len(metrics), M)`` of models over their row sets, and ok ``(M,)``."""
-    rows, valid = _padded(index_sets, batch.device)
+def _score_rows(batch, members, kind, Y, pos, x_rows, y_rows, weights, metrics):
+    """Scores ``(len(metrics), M)`` of models over their rows, and ok ``(M,)``.
+
+    ``x_rows`` index the batch's data, ``y_rows`` the same rows in the search's
+    data (targets, sample weights).
+    """
+    rows, valid = _padded(x_rows, batch.device)
+    targets, _ = _padded(y_rows, batch.device)
     outputs = batch.forward([m.mlp for m in members], rows)
     finite = (torch.isfinite(outputs) | ~valid.unsqueeze(-1)).flatten(1).all(1)
     if weights is None:
         w = valid.double()
     else:
-        w = torch.as_tensor(weights, device=batch.device)[rows] * valid
+        w = torch.as_tensor(weights, device=batch.device)[targets] * valid
     outputs = torch.where(valid.unsqueeze(-1), outputs, 0.0)
-    predictions = _predictions(kind, Y, pos, outputs, rows, valid, w)
+    predictions = _predictions(kind, Y, pos, outputs, targets, valid, w)
     scores, ok = [], finite.cpu().numpy()
     for _, metric, sign in metrics:
         values, fine = compute(metric, predictions)
@@ -262,6 +310,7 @@ def score_models(
     weights = _score_weights(kwargs, routing, _num_samples(X))
     if weights is False:
         return {}
+    data = (X, y, weights)
     groups: dict[tuple, list] = {}
     for model in models:
         if not _eligible(model, contexts[model.index]):
@@ -281,44 +330,82 @@ def score_models(
     # OpenMP threads waiting for busy cores slow every kernel down ~1000x).
     with single_threaded_kernels():
         for key, members in groups.items():
-            _score_group(key, members, batches, splits, weights, kwargs, results)
+            _score_group(key, members, batches, splits, data, kwargs, results)
     return results
 
 
-def _score_group(key, members, batches, splits, weights, kwargs, results) -> None:
+def _score_group(key, members, batches, splits, data, kwargs, results) -> None:
     """Score one group of equally shaped models; add their results."""
     device, view_id, shapes, _, _ = key
+    X, y, weights = data
     metrics = _metrics(kwargs["scorer"], hasattr(members[0].mlp, "_label_binarizer"))
-    kind, Y, pos = _target(members[0])
-    if metrics is None or kind == "unsupported":
+    if metrics is None:
         return
-    view = members[0].view
-    if (device, view_id) not in batches:
-        batches[device, view_id] = _Batch(device, view.X)
-    batch = batches[device, view_id]
-    Y_dev = batch.target(kind, Y)
     n_splits = len(splits)
-    width = (
-        view.X.shape[1] + sum(s[1] for s in shapes) + 8 * Y.reshape(len(Y), -1).shape[1]
-    )
-    n_rows = max(len(splits[m.index % n_splits][1]) for m in members)
     train_scoring = bool(kwargs.get("return_train_score"))
+    begin = time.perf_counter()
+    if (device, view_id) not in batches:
+        try:
+            kind, Y, pos = _target(members[0], y)
+            split = splits[members[0].index % n_splits]
+            sources = _sources(members[0], X, split, train_scoring)
+        except Exception:  # scikit-learn's path raises or warns as it should
+            sources = None
+        batches[device, view_id] = (
+            None
+            if sources is None or kind == "unsupported"
+            else (_Batch(device, sources[0]), kind, Y, pos, sources[1:])
+        )
+    if batches[device, view_id] is None:
+        return
+    batch, kind, Y, pos, (x_test, x_train) = batches[device, view_id]
+    prepare = (time.perf_counter() - begin) / len(members)
+    Y_dev = batch.target(kind, Y)
+    width = (
+        batch.X.shape[1]
+        + sum(s[1] for s in shapes)
+        + 8 * Y.reshape(len(Y), -1).shape[1]
+    )
+    rows = {}
+    for model in members:
+        train, test = (np.asarray(i) for i in splits[model.index % n_splits])
+        if model.view.whole:  # rows of the whole X
+            rows[model.index] = (test, test, train, train)
+        else:  # the Pipeline fold's transformed rows (every member: that fold)
+            rows[model.index] = (x_test, test, x_train, train)
+    n_rows = max(len(r[0]) for r in rows.values())
     if train_scoring:
-        n_rows = max(n_rows, *(len(splits[m.index % n_splits][0]) for m in members))
+        n_rows = max(n_rows, *(len(r[2]) for r in rows.values()))
     chunk = max(1, batch.budget() // (n_rows * width * 8 * 3))
     for start in range(0, len(members), chunk):
         part = members[start : start + chunk]
-        tests = [np.asarray(splits[m.index % n_splits][1]) for m in part]
+        parts = [rows[m.index] for m in part]
         begin = time.perf_counter()
         test_scores, ok = _score_rows(
-            batch, part, kind, Y_dev, pos, tests, weights, metrics
+            batch,
+            part,
+            kind,
+            Y_dev,
+            pos,
+            [r[0] for r in parts],
+            [r[1] for r in parts],
+            weights,
+            metrics,
         )
-        share = (time.perf_counter() - begin) / len(part)  # synchronised: on host
+        # synchronised (scores are on the host): each model's share of the batch
+        share = prepare + (time.perf_counter() - begin) / len(part)
         train_scores = None
         if train_scoring:
-            trains = [np.asarray(splits[m.index % n_splits][0]) for m in part]
             train_scores, train_ok = _score_rows(
-                batch, part, kind, Y_dev, pos, trains, weights, metrics
+                batch,
+                part,
+                kind,
+                Y_dev,
+                pos,
+                [r[2] for r in parts],
+                [r[3] for r in parts],
+                weights,
+                metrics,
             )
             ok = ok & train_ok
         for m, model in enumerate(part):
@@ -331,7 +418,7 @@ def _score_group(key, members, batches, splits, weights, kwargs, results) -> Non
             if train_scores is not None:
                 result["train_scores"] = _result(metrics, train_scores, m)
             if kwargs.get("return_n_test_samples"):
-                result["n_test_samples"] = len(tests[m])
+                result["n_test_samples"] = len(parts[m][1])
             if kwargs.get("return_times"):
                 result["fit_time"] = model.fit_time
                 result["score_time"] = share
