@@ -185,7 +185,7 @@ step "seed grid breakdown, device scoring" 40 \
 step "seed grid breakdown, scikit-learn scoring" 40 \
     "$PY" scripts/breakdown.py --device "$device" --host-scoring "${short[@]}"
 if ((quick)); then
-    step "benchmark (single fit)" 60 \
+    step "benchmark (single fit)" 90 \
         "$PY" scripts/benchmark.py --device "$device" --repeats 1 --tasks single
 else
     step "benchmark (seed grid, seed random)" 90 \
