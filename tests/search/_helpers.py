@@ -32,6 +32,11 @@ def assert_same_structure(ours, theirs, same_params=True):
         assert ours["params"] == theirs["params"]
 
 
+#: Batched device scoring sums in another order than scikit-learn's metrics: weighted
+#: and continuous scores agree to float64 rounding (issue 10, point 4: 1e-12).
+DEVICE_SCORING = {"rtol": 1e-12, "atol": 1e-15}
+
+
 def assert_same_scores(ours, theirs, **tolerance):
     """Equal scores and ranks in every score key (NaN where scikit-learn has NaN)."""
     assert score_keys(ours) == score_keys(theirs)

@@ -8,8 +8,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 
 import torchhpo
+import torchhpo.search._device_scoring as device_scoring
 
-from ._helpers import EngineSpy, assert_same_scores
+from ._helpers import (
+    DEVICE_SCORING,
+    EngineSpy,
+    assert_same_scores,
+    assert_same_structure,
+)
 
 pytestmark = pytest.mark.cuda
 
@@ -79,3 +85,30 @@ def test_seed_grid_on_cuda(digits):
         X, y
     )
     assert abs(search.best_score_ - reference.best_score_) < 0.05
+
+
+def test_batched_scoring_on_cuda_equals_scikit_learns(digits_small, monkeypatch):
+    X, y = digits_small
+    devices = []
+    batch_init = device_scoring._Batch.__init__
+
+    def spy(self, device, X):
+        devices.append(device.type)
+        batch_init(self, device, X)
+
+    monkeypatch.setattr(device_scoring._Batch, "__init__", spy)
+    kwargs = dict(
+        cv=3,
+        scoring=["accuracy", "neg_log_loss", "f1_macro", "balanced_accuracy"],
+        refit="neg_log_loss",
+        return_train_score=True,
+        progress=False,
+    )
+    params = {"alpha": [1e-4, 1e-1], "solver": ["adam", "sgd"]}
+    mlp = cuda_mlp(max_iter=40, learning_rate_init=0.01)
+    batched = torchhpo.GridSearchCV(mlp, params, **kwargs).fit(X, y)
+    assert devices and set(devices) == {"cuda"}
+    monkeypatch.setattr(device_scoring, "ENABLED", False)
+    host = torchhpo.GridSearchCV(mlp, params, **kwargs).fit(X, y)
+    assert_same_structure(batched.cv_results_, host.cv_results_)
+    assert_same_scores(batched.cv_results_, host.cv_results_, **DEVICE_SCORING)

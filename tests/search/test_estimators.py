@@ -15,7 +15,12 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 import torchhpo
 
-from ._helpers import EngineSpy, assert_same_scores, assert_same_structure
+from ._helpers import (
+    DEVICE_SCORING,
+    EngineSpy,
+    assert_same_scores,
+    assert_same_structure,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -113,6 +118,19 @@ def test_pipeline_parameters_of_earlier_steps_only(digits_small):
     assert_same_scores(ours.cv_results_, theirs.cv_results_)
 
 
+def test_pipeline_with_a_passthrough_step(digits_small, monkeypatch):
+    X, y = digits_small
+    spy = EngineSpy(monkeypatch)
+    pipe = Pipeline(
+        [("scale", StandardScaler()), ("skip", "passthrough"), ("mlp", torch_mlp())]
+    )
+    param_grid = {"mlp__alpha": [1e-4, 1e-1]}
+    ours = torchhpo.GridSearchCV(pipe, param_grid, cv=3, progress=False).fit(X, y)
+    theirs = sk.GridSearchCV(pipe, param_grid, cv=3).fit(X, y)
+    assert spy.n_models == 6
+    assert_same_scores(ours.cv_results_, theirs.cv_results_, **DEVICE_SCORING)
+
+
 @pytest.mark.parametrize(
     "estimator, param_grid",
     [
@@ -191,7 +209,9 @@ def test_regression_with_a_poisson_loss_candidate(diabetes):
     estimator = torch_mlp(torchhpo.MLPRegressor)
     ours = torchhpo.GridSearchCV(estimator, param_grid, cv=3, progress=False)
     theirs = sk.GridSearchCV(estimator, param_grid, cv=3)
-    assert_same_scores(ours.fit(X, y).cv_results_, theirs.fit(X, y).cv_results_)
+    assert_same_scores(
+        ours.fit(X, y).cv_results_, theirs.fit(X, y).cv_results_, **DEVICE_SCORING
+    )
 
 
 def test_ridge_regression_delegates(diabetes):

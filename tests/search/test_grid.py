@@ -13,7 +13,12 @@ from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 import torchhpo
 from torchhpo.engine import plan_packs
 
-from ._helpers import EngineSpy, assert_same_scores, assert_same_structure
+from ._helpers import (
+    DEVICE_SCORING,
+    EngineSpy,
+    assert_same_scores,
+    assert_same_structure,
+)
 
 
 def tiny_mlp(**params):
@@ -213,7 +218,7 @@ def test_groups_and_sample_weight_are_routed_to_the_folds(digits_small, rng):
     theirs = sk.GridSearchCV(tiny_mlp(), param_grid, **kwargs)
     ours.fit(X, y, groups=groups, sample_weight=sample_weight)
     theirs.fit(X, y, groups=groups, sample_weight=sample_weight)
-    assert_same_scores(ours.cv_results_, theirs.cv_results_)
+    assert_same_scores(ours.cv_results_, theirs.cv_results_, **DEVICE_SCORING)
     unweighted = torchhpo.GridSearchCV(
         tiny_mlp(), param_grid, progress=False, **kwargs
     ).fit(X, y, groups=groups)

@@ -7,10 +7,11 @@ fold) models into engine tasks over data views, and the engine trains them in pa
 
 Modules, in data-flow order: ``_space`` (checks on the parameter space),
 ``_estimators`` (which estimators the engine can train), ``_views`` (the data each
-model trains on), ``_scheduler`` (tasks -> engine -> fitted models), ``_replay``
-(scoring through scikit-learn), ``_checkpoint`` (the journal of finished models a
-killed search resumes from), ``_progress`` (the bar), ``_base`` (the search's
-``fit``), ``_grid`` / ``_random`` / ``_halving`` (the public classes),
+model trains on), ``_scheduler`` (tasks -> engine -> fitted models),
+``_device_scoring`` (built-in scorers for many models at once, on their device),
+``_replay`` (scoring through scikit-learn), ``_checkpoint`` (the journal of finished
+models a killed search resumes from), ``_progress`` (the bar), ``_base`` (the
+search's ``fit``), ``_grid`` / ``_random`` / ``_halving`` (the public classes),
 ``_continuations`` (halving on ``max_iter``: survivors continue training);
 ``_optuna`` (OptunaSearchCV), ``_optuna_trials`` (its ask / train / tell loop),
 ``_optuna_pruning`` (Optuna's pruners as an engine epoch policy), ``_optuna_space``

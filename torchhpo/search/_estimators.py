@@ -15,6 +15,7 @@ Any other estimator has no form here and is evaluated per fit, as scikit-learn d
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import joblib
@@ -23,6 +24,8 @@ from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 from sklearn.neural_network import MLPRegressor as SklearnMLPRegressor
 from sklearn.pipeline import Pipeline
 
+from .._device import resolve_device
+from ..engine.backends.local import single_threaded_kernels
 from ..neural_network import BaseMLP, MLPClassifier, MLPRegressor
 
 #: scikit-learn MLP class -> the torchhpo class it translates to.
@@ -111,7 +114,10 @@ class FusedForm:
     def prefix_pipeline(self) -> Pipeline:
         """Return a fresh Pipeline of the earlier steps, to fit on one fold."""
         return Pipeline(
-            [(name, clone(step)) for name, step in self.prefix],
+            [
+                (name, clone(step) if _is_estimator(step) else step)
+                for name, step in self.prefix
+            ],
             memory=self.estimator.memory,
             verbose=self.estimator.verbose,
         )
@@ -176,6 +182,12 @@ def refit(estimator, X, y, fit_params: dict, device=None, dtype=None):
     A scikit-learn MLP (alone or ending a Pipeline) is trained as its torchhpo
     translation and returned as the class the user passed, with those weights.
 
+    On a CPU the MLP trains on one thread, as the search's packs do: its kernels are
+    small, and OpenMP teams waiting for cores that other processes hold made a
+    refit 14-30x slower on a busy 2-core machine. The weights are those of a fit
+    with torch's default thread count (bit for bit: torch splits these kernels
+    over output elements, not over the summed axis; held by a test).
+
     Returns
     -------
     estimator
@@ -185,11 +197,18 @@ def refit(estimator, X, y, fit_params: dict, device=None, dtype=None):
     args = (X,) if y is None else (X, y)
     if form is None:
         return estimator.fit(*args, **fit_params)
-    if not form.prefix:
-        form.mlp.fit(*args, **fit_params)
-        return to_user(form.mlp, estimator)
-    name, given = estimator.steps[-1]
-    estimator.steps = [*estimator.steps[:-1], (name, form.mlp)]
-    estimator.fit(*args, **fit_params)
+    threads = nullcontext()
+    try:
+        if resolve_device(form.mlp.device).type == "cpu":
+            threads = single_threaded_kernels()
+    except Exception:  # an invalid device: let fit raise its own error
+        pass
+    with threads:
+        if not form.prefix:
+            form.mlp.fit(*args, **fit_params)
+            return to_user(form.mlp, estimator)
+        name, given = estimator.steps[-1]
+        estimator.steps = [*estimator.steps[:-1], (name, form.mlp)]
+        estimator.fit(*args, **fit_params)
     estimator.steps = [*estimator.steps[:-1], (name, to_user(form.mlp, given))]
     return estimator

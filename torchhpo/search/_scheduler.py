@@ -16,8 +16,10 @@
    ``device`` list or ``backend``); with a ``checkpoint``, models the journal
    (:mod:`~torchhpo.search._checkpoint`) holds are not trained again, and each
    trained one is journaled as it finishes;
-4. store each result on its estimator (``_apply_result``), then score it through
-   scikit-learn's ``_fit_and_score`` (:mod:`~torchhpo.search._replay`).
+4. store each result on its estimator (``_apply_result``), then score the models
+   in batches on their device where the scorers are built-in ones
+   (:mod:`~torchhpo.search._device_scoring`), the others through scikit-learn's
+   ``_fit_and_score`` (:mod:`~torchhpo.search._replay`).
 
 With ``partial_fit_epochs`` (Optuna's pruning), each fused model is trained as that
 many ``partial_fit`` epochs instead of a ``fit``, its CV test fold is scored after
@@ -46,6 +48,7 @@ from ..neural_network import BaseMLP
 from ..neural_network._base import _STOCHASTIC_SOLVERS
 from ._checkpoint import Journal, model_key
 from ._continuations import Continuations
+from ._device_scoring import score_models
 from ._estimators import FusedForm, fused_form
 from ._progress import progress_bar
 from ._replay import collect_convergence_warnings, replay_fit_and_score
@@ -449,8 +452,14 @@ class FusedScheduler:
                 for i, out in zip(per_fit, self.parallel(jobs), strict=True):
                     results[i] = out
                     bar.fits_done(1, budgets[i // n_splits])
+            scored = score_models(
+                fused, splits, self.X, self.y, self.kwargs, contexts, self.routing
+            )
             for model in fused:
                 i = model.index
+                if i in scored:
+                    results[i] = scored[i]
+                    continue
                 c, s = divmod(i, n_splits)
                 results[i] = replay_fit_and_score(
                     model.fitted if model.error is None else model.form.estimator,
