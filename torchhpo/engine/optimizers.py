@@ -66,7 +66,10 @@ class OptimizerHyper:
     def set_learning_rate(self, values: torch.Tensor) -> None:
         """Replace the per-model learning rates (SGD schedules, once per epoch)."""
         self.learning_rate.copy_(values)
-        self.__dict__.pop("_columns", None)
+        # In place: a captured CUDA graph reads these very tensors.
+        for cols in self.__dict__.get("_columns", {}).values():
+            column = cols["learning_rate"]
+            column.copy_(self.learning_rate.to(column.dtype).view_as(column))
 
 
 def adam_step_(
@@ -77,8 +80,13 @@ def adam_step_(
     hyper: OptimizerHyper,
     start: int,
     stop: int,
+    scratch: Sequence[torch.Tensor] | None = None,
 ) -> None:
-    """Apply one Adam update in place to models ``[start, stop)``."""
+    """Apply one Adam update in place to models ``[start, stop)``.
+
+    With ``scratch`` (one tensor shaped like each parameter), the update allocates
+    nothing and overwrites ``grads`` (the hot loop); without, it leaves them alone.
+    """
     dtype = params[0].dtype
     step = hyper.step[start:stop]
     step.add_(1)
@@ -90,13 +98,19 @@ def adam_step_(
     b1c, omb1 = cols["beta_1"][start:stop], cols["one_minus_beta_1"][start:stop]
     b2c, omb2 = cols["beta_2"][start:stop], cols["one_minus_beta_2"][start:stop]
     eps = cols["epsilon"][start:stop]
-    for p, g, m, v in zip(params, grads, first, second, strict=True):
+    for k, (p, g, m, v) in enumerate(zip(params, grads, first, second, strict=True)):
         g = g[start:stop]
         m = m[start:stop]
         v = v[start:stop]
         m.mul_(b1c).addcmul_(omb1, g)
-        v.mul_(b2c).addcmul_(omb2, g * g)
-        p[start:stop].addcdiv_(m * lr, v.sqrt().add_(eps), value=-1)
+        if scratch is None:
+            v.mul_(b2c).addcmul_(omb2, g * g)
+            p[start:stop].addcdiv_(m * lr, v.sqrt().add_(eps), value=-1)
+            continue
+        tmp = scratch[k][start:stop]
+        v.mul_(b2c).addcmul_(omb2, torch.mul(g, g, out=tmp))
+        torch.sqrt(v, out=tmp).add_(eps)
+        p[start:stop].addcdiv_(torch.mul(m, lr, out=g), tmp, value=-1)
 
 
 def sgd_step_(
@@ -107,16 +121,27 @@ def sgd_step_(
     start: int,
     stop: int,
     nesterov: bool,
+    scratch: Sequence[torch.Tensor] | None = None,
 ) -> None:
-    """Apply one SGD-with-momentum update in place to models ``[start, stop)``."""
+    """Apply one SGD-with-momentum update in place to models ``[start, stop)``.
+
+    With ``scratch`` (one tensor shaped like each parameter), the update allocates
+    nothing and overwrites ``grads`` (the hot loop); without, it leaves them alone.
+    """
     cols = hyper.columns(params[0].dtype)
     lr = cols["learning_rate"][start:stop]
     mu = cols["momentum"][start:stop]
-    for p, g, vel in zip(params, grads, velocity, strict=True):
-        step = lr * g[start:stop]
+    for k, (p, g, vel) in enumerate(zip(params, grads, velocity, strict=True)):
+        if scratch is None:
+            step = lr * g[start:stop]
+        else:
+            step = g[start:stop].mul_(lr)
         vel = vel[start:stop]
         vel.mul_(mu).sub_(step)
-        if nesterov:
+        if not nesterov:
+            p[start:stop].add_(vel)
+        elif scratch is None:
             p[start:stop].add_(vel * mu).sub_(step)
         else:
-            p[start:stop].add_(vel)
+            ahead = torch.mul(vel, mu, out=scratch[k][start:stop])
+            p[start:stop].add_(ahead).sub_(step)
