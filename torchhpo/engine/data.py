@@ -58,6 +58,19 @@ class DeviceData:
             self.__dict__["_augmented_X"] = (X, cached)
         return cached
 
+    def transposed_Y(self) -> torch.Tensor:
+        """Return ``Y.T`` contiguous, ``(n_outputs, n_samples)`` (made once, then kept).
+
+        The fused step gathers targets in this layout (see
+        :mod:`torchhpo.engine.step`).
+        """
+        Y = self.Y
+        source, cached = self.__dict__.get("_transposed_Y", (None, None))
+        if source is not Y:
+            cached = Y.t().contiguous()
+            self.__dict__["_transposed_Y"] = (Y, cached)
+        return cached
+
     @property
     def device(self) -> torch.device:
         """Device holding the data."""

@@ -72,6 +72,92 @@ class OptimizerHyper:
             column.copy_(self.learning_rate.to(column.dtype).view_as(column))
 
 
+def adam_rates(hyper: OptimizerHyper, steps: torch.Tensor) -> torch.Tensor:
+    """Return Adam's ``lr_t = lr_init sqrt(1 - b2**t) / (1 - b1**t)`` in float64.
+
+    Parameters
+    ----------
+    hyper : OptimizerHyper
+    steps : Tensor of float64, shape (..., M)
+        Time steps ``t`` of the models (after the increment of the update).
+    """
+    return (
+        hyper.learning_rate
+        * torch.sqrt(1 - hyper.beta_2**steps)
+        / (1 - hyper.beta_1**steps)
+    )
+
+
+def adam_update_(
+    p: torch.Tensor,
+    g: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    cols: dict[str, torch.Tensor],
+    lr: torch.Tensor,
+    tmp: torch.Tensor | None = None,
+) -> None:
+    """Apply Adam's update to one parameter tensor in place.
+
+    Parameters
+    ----------
+    p, g, m, v : Tensor of shape (M, ...)
+        Parameters, gradients, first and second moments of M models.
+    cols : dict of str to Tensor
+        ``beta_1``, ``one_minus_beta_1``, ``beta_2``, ``one_minus_beta_2`` and
+        ``epsilon`` as ``(M, 1, 1)`` columns (:meth:`OptimizerHyper.columns`).
+    lr : Tensor of shape (M, 1, 1)
+        This step's ``lr_t`` (:func:`adam_rates`).
+    tmp : Tensor shaped like ``p``, optional
+        Scratch space. With it the update allocates nothing and overwrites ``g``;
+        without, ``g`` is left alone.
+    """
+    m.mul_(cols["beta_1"]).addcmul_(cols["one_minus_beta_1"], g)
+    if tmp is None:
+        v.mul_(cols["beta_2"]).addcmul_(cols["one_minus_beta_2"], g * g)
+        p.addcdiv_(m * lr, v.sqrt().add_(cols["epsilon"]), value=-1)
+        return
+    v.mul_(cols["beta_2"]).addcmul_(cols["one_minus_beta_2"], torch.mul(g, g, out=tmp))
+    torch.sqrt(v, out=tmp).add_(cols["epsilon"])
+    p.addcdiv_(torch.mul(m, lr, out=g), tmp, value=-1)
+
+
+def sgd_update_(
+    p: torch.Tensor,
+    g: torch.Tensor,
+    vel: torch.Tensor,
+    lr: torch.Tensor,
+    mu: torch.Tensor,
+    nesterov: bool,
+    tmp: torch.Tensor | None = None,
+) -> None:
+    """Apply SGD-with-momentum's update to one parameter tensor in place.
+
+    Parameters
+    ----------
+    p, g, vel : Tensor of shape (M, ...)
+        Parameters, gradients and velocities of M models.
+    lr, mu : Tensor of shape (M, 1, 1)
+        Learning rates and momenta.
+    nesterov : bool
+    tmp : Tensor shaped like ``p``, optional
+        Scratch space. With it the update allocates nothing and overwrites ``g``;
+        without, ``g`` is left alone.
+    """
+    step = lr * g if tmp is None else g.mul_(lr)
+    vel.mul_(mu).sub_(step)
+    if not nesterov:
+        p.add_(vel)
+    elif tmp is None:
+        p.add_(vel * mu).sub_(step)
+    else:
+        p.add_(torch.mul(vel, mu, out=tmp)).sub_(step)
+
+
+def _slice_columns(cols: dict[str, torch.Tensor], start: int, stop: int) -> dict:
+    return {name: c[start:stop] for name, c in cols.items()}
+
+
 def adam_step_(
     params: Sequence[torch.Tensor],
     grads: Sequence[torch.Tensor],
@@ -80,37 +166,16 @@ def adam_step_(
     hyper: OptimizerHyper,
     start: int,
     stop: int,
-    scratch: Sequence[torch.Tensor] | None = None,
 ) -> None:
-    """Apply one Adam update in place to models ``[start, stop)``.
-
-    With ``scratch`` (one tensor shaped like each parameter), the update allocates
-    nothing and overwrites ``grads`` (the hot loop); without, it leaves them alone.
-    """
+    """Apply one Adam update in place to models ``[start, stop)``."""
     dtype = params[0].dtype
     step = hyper.step[start:stop]
     step.add_(1)
-    b1 = hyper.beta_1[start:stop]
-    b2 = hyper.beta_2[start:stop]
-    lr = hyper.learning_rate[start:stop] * torch.sqrt(1 - b2**step) / (1 - b1**step)
-    lr = lr.to(dtype).view(-1, 1, 1)
-    cols = hyper.columns(dtype)
-    b1c, omb1 = cols["beta_1"][start:stop], cols["one_minus_beta_1"][start:stop]
-    b2c, omb2 = cols["beta_2"][start:stop], cols["one_minus_beta_2"][start:stop]
-    eps = cols["epsilon"][start:stop]
-    for k, (p, g, m, v) in enumerate(zip(params, grads, first, second, strict=True)):
-        g = g[start:stop]
-        m = m[start:stop]
-        v = v[start:stop]
-        m.mul_(b1c).addcmul_(omb1, g)
-        if scratch is None:
-            v.mul_(b2c).addcmul_(omb2, g * g)
-            p[start:stop].addcdiv_(m * lr, v.sqrt().add_(eps), value=-1)
-            continue
-        tmp = scratch[k][start:stop]
-        v.mul_(b2c).addcmul_(omb2, torch.mul(g, g, out=tmp))
-        torch.sqrt(v, out=tmp).add_(eps)
-        p[start:stop].addcdiv_(torch.mul(m, lr, out=g), tmp, value=-1)
+    lr = adam_rates(hyper, hyper.step)[start:stop].to(dtype).view(-1, 1, 1)
+    cols = _slice_columns(hyper.columns(dtype), start, stop)
+    for p, g, m, v in zip(params, grads, first, second, strict=True):
+        views = (t[start:stop] for t in (p, g, m, v))
+        adam_update_(*views, cols, lr)
 
 
 def sgd_step_(
@@ -121,27 +186,9 @@ def sgd_step_(
     start: int,
     stop: int,
     nesterov: bool,
-    scratch: Sequence[torch.Tensor] | None = None,
 ) -> None:
-    """Apply one SGD-with-momentum update in place to models ``[start, stop)``.
-
-    With ``scratch`` (one tensor shaped like each parameter), the update allocates
-    nothing and overwrites ``grads`` (the hot loop); without, it leaves them alone.
-    """
-    cols = hyper.columns(params[0].dtype)
-    lr = cols["learning_rate"][start:stop]
-    mu = cols["momentum"][start:stop]
-    for k, (p, g, vel) in enumerate(zip(params, grads, velocity, strict=True)):
-        if scratch is None:
-            step = lr * g[start:stop]
-        else:
-            step = g[start:stop].mul_(lr)
-        vel = vel[start:stop]
-        vel.mul_(mu).sub_(step)
-        if not nesterov:
-            p[start:stop].add_(vel)
-        elif scratch is None:
-            p[start:stop].add_(vel * mu).sub_(step)
-        else:
-            ahead = torch.mul(vel, mu, out=scratch[k][start:stop])
-            p[start:stop].add_(ahead).sub_(step)
+    """Apply one SGD-with-momentum update in place to models ``[start, stop)``."""
+    cols = _slice_columns(hyper.columns(params[0].dtype), start, stop)
+    lr, mu = cols["learning_rate"], cols["momentum"]
+    for p, g, vel in zip(params, grads, velocity, strict=True):
+        sgd_update_(p[start:stop], g[start:stop], vel[start:stop], lr, mu, nesterov)

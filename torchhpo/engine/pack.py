@@ -23,6 +23,7 @@ from . import functional as F
 from . import rng
 from .buffers import BlockAttribute
 from .convergence import ConvergenceTracker
+from .cuda_graphs import GraphedEpoch, epoch_runner
 from .data import DeviceData
 from .optimizers import OptimizerHyper
 from .spec import ModelResult, ModelState, ModelTask, OptimizerState
@@ -350,7 +351,7 @@ class Pack:
         first, second = self._first.blocks, self._second.blocks
         inactive = {s: self.inactive[s] for s in sorted(self.uneven_steps)}
         refs = (*params, *first, *second, self.opt, self.alpha, self.act_runs)
-        refs += (self.opt_runs, self.inactive, self.width, self.data)
+        refs += (self.opt_runs, self.inactive, self.width, self.data, self.valid)
         cached = self.__dict__.get("_fused")
         if (
             cached is None
@@ -360,7 +361,7 @@ class Pack:
             data = self.data
             kernel = FusedStep(
                 data.augmented_X(),
-                data.Y,
+                data.transposed_Y(),
                 data.loss,
                 data.out_activation,
                 params,
@@ -372,16 +373,38 @@ class Pack:
                 self.opt_runs,
                 self.width,
                 inactive,
+                self._masked_steps(),
             )
-            cached = self._fused = (refs, kernel)
+            runner = epoch_runner(kernel, data.device)
+            cached = self._fused = (refs, kernel, runner)
         return cached[1]
+
+    def _epoch_runner(self) -> FusedStep | GraphedEpoch:
+        """Return what runs an epoch's steps: the kernel, or its CUDA graph."""
+        self._fused_step()
+        return self._fused[2]
+
+    def _masked_steps(self) -> set[int] | None:
+        """Steps with padding rows (every step where sample weights may be 0)."""
+        if self.data.sample_weight is not None:
+            return None
+        padded = (self.valid == 0).flatten(1).any(dim=1)
+        return {int(s) for s in torch.nonzero(padded).flatten().tolist()}
 
     def _step(self, idx, weight, denom, count, loss_acc, step_index):
         """Run one step of every model (see :meth:`FusedStep.step`)."""
-        w3 = weight.unsqueeze(-1)
+        w3 = weight.unsqueeze(1)
         scale = denom.reciprocal().view(-1, 1, 1)
         self._fused_step().step(
-            idx, w3, w3 == 0, denom, scale, count, loss_acc, step_index
+            idx,
+            w3,
+            w3 * scale,
+            self.alpha * scale,
+            w3 == 0,
+            denom,
+            count,
+            loss_acc,
+            step_index,
         )
 
     def run_epoch(self) -> tuple[np.ndarray, np.ndarray | None]:
@@ -390,7 +413,7 @@ class Pack:
         loss_acc = torch.zeros(
             self.size, dtype=self.data.dtype, device=self.data.device
         )
-        self._fused_step().run(idx, weight, denom, self.count, loss_acc)
+        self._epoch_runner().run(idx, weight, denom, self.count, loss_acc)
         self.epochs += 1
         losses = loss_acc / self.n_train.to(loss_acc.dtype)
         if self.early_stopping:

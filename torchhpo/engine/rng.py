@@ -13,6 +13,7 @@ sorting them gives a tie-free, reproducible permutation.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 _MASK32 = 0xFFFFFFFF
@@ -98,4 +99,8 @@ def permutation_order(
     k = torch.where(shuffle[:, None], k, positions[None, :])
     # Padding sorts last, in order.
     k = torch.where(positions[None, :] < lengths[:, None], k, (1 << 33) + positions)
+    if k.device.type == "cpu":
+        # The keys of a row are distinct, so every sort gives this permutation;
+        # NumPy's (SIMD) argsort is ~4x faster than torch's on CPUs.
+        return torch.from_numpy(np.argsort(k.numpy(), axis=1))
     return torch.argsort(k, dim=1)
