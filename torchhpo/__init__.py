@@ -4,12 +4,19 @@
 """
 
 from .neural_network import MLPClassifier, MLPRegressor
-from .search import GridSearchCV, RandomizedSearchCV
+from .search import (
+    GridSearchCV,
+    HalvingGridSearchCV,
+    HalvingRandomSearchCV,
+    RandomizedSearchCV,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GridSearchCV",
+    "HalvingGridSearchCV",
+    "HalvingRandomSearchCV",
     "MLPClassifier",
     "MLPRegressor",
     "RandomizedSearchCV",

@@ -40,9 +40,12 @@ class ConvergenceTracker:
         Starting counters per model (fresh or resumed).
     incremental : ndarray of bool
         Models doing one ``partial_fit`` epoch.
+    epochs_done : ndarray of int, optional
+        Epochs each model already trained in this fit (a model continued from a
+        rung): they count towards ``max_iter``.
     """
 
-    def __init__(self, hypers, states, incremental) -> None:
+    def __init__(self, hypers, states, incremental, epochs_done=None) -> None:
         self.is_sgd = np.array([h.solver == "sgd" for h in hypers])
         self.schedule = np.array([_SCHEDULES[h.learning_rate] for h in hypers])
         self.learning_rate_init = np.array([h.learning_rate_init for h in hypers])
@@ -53,6 +56,8 @@ class ConvergenceTracker:
         self.early_stopping = np.array([h.early_stopping for h in hypers])
         self.incremental = np.asarray(incremental, dtype=bool)
         self.n_iter = np.zeros(len(hypers), dtype=np.int64)
+        if epochs_done is not None:
+            self.n_iter += np.asarray(epochs_done, dtype=np.int64)
         self.t = np.array([s.t for s in states], dtype=np.int64)
         self.no_improvement = np.array([s.no_improvement_count for s in states])
         self.best_loss = np.array(

@@ -17,11 +17,13 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .data import DeviceData
 from .lbfgs import fit_lbfgs
 from .pack import Pack
+from .policy import EpochPolicy
 from .spec import ModelResult, ModelTask
 
 logger = logging.getLogger("torchhpo.engine")
@@ -73,6 +75,8 @@ class JobContext:
         See :data:`PackHook`.
     cancelled : callable
         Returns True once the whole training is cancelled.
+    policy : EpochPolicy, optional
+        Decides after each epoch which models stop early (calls serialised).
     """
 
     deliver: Callable[[int, ModelResult], None]
@@ -81,6 +85,7 @@ class JobContext:
     verbose: bool = False
     pack_hook: PackHook | None = None
     cancelled: Callable[[], bool] = field(default=lambda: False)
+    policy: EpochPolicy | None = None
 
     def checkpoint(self, device: torch.device, n_models: int, epoch) -> None:
         """Stop if cancelled; let the hook run (and raise) if there is one."""
@@ -144,7 +149,15 @@ def run_job(
 
         try:
             context.checkpoint(device, len(group), None)
-            pack = Pack(data, [tasks[i] for i in group], context.keep_optimizer_state)
+            policy = None
+            if context.policy is not None:
+                policy = _Translated(context.policy, np.asarray(group))
+            pack = Pack(
+                data,
+                [tasks[i] for i in group],
+                context.keep_optimizer_state,
+                policy=policy,
+            )
             pack.train(context.report, on_result=on_result, on_epoch=on_epoch)
             continue
         except Exception as error:
@@ -167,3 +180,15 @@ def run_job(
         )
         # The halves go on a stack: both run before any other pending group.
         pending.extend(part for part in (rest[half:], rest[:half]) if part)
+
+
+class _Translated(EpochPolicy):
+    """A policy seen from one pack: its local model indices become task indices."""
+
+    def __init__(self, policy: EpochPolicy, members: np.ndarray) -> None:
+        self.policy = policy
+        self.members = members
+        self.needs_scores = policy.needs_scores
+
+    def end_epoch(self, models, epochs, scores):
+        return self.policy.end_epoch(self.members[models], epochs, scores)

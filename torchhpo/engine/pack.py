@@ -19,13 +19,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from . import functional as F
 from . import rng
 from .buffers import BlockAttribute
 from .convergence import ConvergenceTracker
 from .cuda_graphs import GraphedEpoch, epoch_runner
 from .data import DeviceData
 from .optimizers import OptimizerHyper
+from .policy import EpochPolicy
+from .scores import ScoreRows, pad_rows
 from .spec import ModelResult, ModelState, ModelTask, OptimizerState
 from .step import FusedStep
 
@@ -55,15 +56,6 @@ def effective_batch_size(batch_size, n_samples: int) -> int:
     if batch_size == "auto":
         return min(200, n_samples)
     return int(np.clip(batch_size, 1, n_samples))
-
-
-def _pad(rows: Sequence[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = np.array([len(r) for r in rows], dtype=np.int64)
-    width = max(int(lengths.max()), 1)
-    table = np.zeros((len(rows), width), dtype=np.int64)
-    for i, r in enumerate(rows):
-        table[i, : len(r)] = r
-    return torch.from_numpy(table).to(device), torch.from_numpy(lengths).to(device)
 
 
 def initial_parameters(
@@ -119,6 +111,9 @@ class Pack:
         ``sgd``.
     keep_optimizer_state : bool
         Return each model's optimizer state (for later ``partial_fit``).
+    policy : EpochPolicy, optional
+        Decides after each epoch which models stop early (see
+        :mod:`~torchhpo.engine.policy`).
 
     Notes
     -----
@@ -140,9 +135,11 @@ class Pack:
         data: DeviceData,
         tasks: Sequence[ModelTask],
         keep_optimizer_state: bool = False,
+        policy: EpochPolicy | None = None,
     ) -> None:
         self.data = data
         self.keep_optimizer_state = keep_optimizer_state
+        self.policy = policy
         order = sorted(
             range(len(tasks)),
             key=lambda i: (
@@ -181,8 +178,15 @@ class Pack:
         self.best_biases = (
             [b.clone() for b in self.biases] if self.early_stopping else []
         )
+        for m, state in enumerate(states):
+            if self.early_stopping and state.best_coefs is not None:
+                for i, c in enumerate(state.best_coefs):
+                    self.best_weights[i][m] = torch.as_tensor(c, device=device)
+                for i, b in enumerate(state.best_intercepts):
+                    self.best_biases[i][m, 0] = torch.as_tensor(b, device=device)
+        self.epochs_done = np.array([t.epochs_done for t in self.tasks])
 
-        self.train_rows, self.n_train = _pad(
+        self.train_rows, self.n_train = pad_rows(
             [t.train_index for t in self.tasks], device
         )
         self.n_train_host = self.n_train.cpu().numpy()
@@ -203,18 +207,26 @@ class Pack:
                 "to be clipped",
                 stacklevel=4,
             )
+        empty = np.zeros(0, np.int64)
+        self.val = None
         if self.early_stopping:
-            val = [
-                t.val_index if t.val_index is not None else np.zeros(0, np.int64)
+            val = [empty if t.val_index is None else t.val_index for t in self.tasks]
+            self.val = ScoreRows(data, val)
+        self.monitor = None
+        if policy is not None and policy.needs_scores:
+            monitor = [
+                t.score_index if t.score_index is not None else empty
                 for t in self.tasks
             ]
-            self.val_rows, self.n_val = _pad(val, device)
-            self._init_val_totals()
+            self.monitor = ScoreRows(data, monitor)
         self.tracker = ConvergenceTracker(
-            hypers, states, [t.incremental for t in self.tasks]
+            hypers,
+            states,
+            [t.incremental for t in self.tasks],
+            epochs_done=self.epochs_done,
         )
         max_epochs = max(
-            1 if t.incremental else h.max_iter
+            1 if t.incremental else max(h.max_iter - t.epochs_done, 1)
             for h, t in zip(hypers, self.tasks, strict=True)
         )
         self.loss_history = np.full((len(tasks), max_epochs), np.nan)
@@ -273,24 +285,6 @@ class Pack:
         self.has_schedules = any(
             h.solver == "sgd" and h.learning_rate != "constant" for h in hypers
         )
-
-    def _init_val_totals(self) -> None:
-        """Per-model weight sums and total sums of squares of validation targets."""
-        data = self.data
-        _M, width = self.val_rows.shape
-        valid = torch.arange(width, device=data.device)[None, :] < self.n_val[:, None]
-        w = valid.to(data.dtype)
-        if data.sample_weight is not None:
-            w = w * data.sample_weight[self.val_rows]
-        self.val_weight = w
-        self.val_weight_sum = w.sum(dim=1)
-        if data.target_kind == "regression":
-            y = data.Y[self.val_rows]  # (M, V, K)
-            wy = w.unsqueeze(-1)
-            mean = (y * wy).sum(dim=1, keepdim=True) / self.val_weight_sum.view(
-                -1, 1, 1
-            )
-            self.val_ss_tot = (((y - mean) ** 2) * wy).sum(dim=1)  # (M, K)
 
     def _refresh_layout(self) -> None:
         """Recompute runs and the static batch schedule for the models in the pack."""
@@ -407,8 +401,16 @@ class Pack:
             step_index,
         )
 
-    def run_epoch(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Run one epoch of every model; return host arrays of losses and val scores."""
+    def run_epoch(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Run one epoch of every model.
+
+        Returns
+        -------
+        losses, val_scores, monitor_scores : ndarray
+            Host arrays of length M: training losses, ``early_stopping`` validation
+            scores (or None) and policy scores on ``score_index`` rows (or None),
+            brought back in one transfer.
+        """
         idx, weight, denom = self._epoch_batches()
         loss_acc = torch.zeros(
             self.size, dtype=self.data.dtype, device=self.data.device
@@ -416,42 +418,17 @@ class Pack:
         self._epoch_runner().run(idx, weight, denom, self.count, loss_acc)
         self.epochs += 1
         losses = loss_acc / self.n_train.to(loss_acc.dtype)
-        if self.early_stopping:
-            scores = self._validation_scores()
-            both = torch.stack([losses.double(), scores.double()]).cpu().numpy()
-            return both[0].astype(float), both[1].astype(float)
-        return losses.cpu().numpy().astype(float), None
-
-    @torch.no_grad()
-    def _validation_scores(self) -> torch.Tensor:
-        """Accuracy (classifiers) or R² (regressors) on each model's validation rows."""
-        data = self.data
-        xv = data.X[self.val_rows]
-        out = F.forward(
-            xv, self.weights, self.biases, self.act_runs, data.out_activation
-        )[-1]
-        yv = data.Y[self.val_rows]
-        w = self.val_weight
-        if data.target_kind == "regression":
-            # Padding rows (weight 0) may overflow (exp output): mask, not inf * 0.
-            sq = ((yv - out) ** 2).masked_fill_(w.unsqueeze(-1) == 0, 0)
-            ss_res = (sq * w.unsqueeze(-1)).sum(dim=1)
-            ss_tot = self.val_ss_tot
-            r2 = torch.where(
-                ss_tot > 0,
-                1 - ss_res / torch.where(ss_tot > 0, ss_tot, torch.ones_like(ss_tot)),
-                torch.where(ss_res == 0, 1.0, 0.0).to(ss_res.dtype),
-            )
-            score = r2.mean(dim=1)
-            finite = torch.isfinite(out).all(dim=2) | (w == 0)
-            return torch.where(finite.all(dim=1), score, torch.nan)
-        if data.target_kind == "multiclass":
-            correct = out.argmax(dim=2) == yv.argmax(dim=2)
-        else:
-            correct = ((out > 0.5) == (yv > 0.5)).all(dim=2)
-        # In float64 whatever the dtype: scikit-learn's exact k / n accuracies.
-        hits = (correct.to(torch.float64) * w).sum(dim=1)
-        return hits / self.val_weight_sum.to(torch.float64)
+        rows = [losses.double()]
+        for scorer in (self.val, self.monitor):
+            if scorer is not None:
+                rows.append(
+                    scorer.scores(self.weights, self.biases, self.act_runs).double()
+                )
+        host = iter(torch.stack(rows).cpu().numpy().astype(float))
+        losses = next(host)
+        val = next(host) if self.val is not None else None
+        monitor = next(host) if self.monitor is not None else None
+        return losses, val, monitor
 
     def _save_best(self, improved: np.ndarray) -> None:
         index = torch.from_numpy(np.flatnonzero(improved)).to(self.data.device)
@@ -480,36 +457,34 @@ class Pack:
         self.alpha = self.alpha.index_select(0, index)
         for name in ("seeds", "epochs", "shuffle", "train_rows", "n_train", "batch"):
             setattr(self, name, getattr(self, name).index_select(0, index))
-        if self.early_stopping:
-            for name in ("val_rows", "n_val", "val_weight", "val_weight_sum"):
-                setattr(self, name, getattr(self, name).index_select(0, index))
-            if self.data.target_kind == "regression":
-                self.val_ss_tot = self.val_ss_tot.index_select(0, index)
+        for scorer in (self.val, self.monitor):
+            if scorer is not None:
+                scorer.select(index)
         self.n_train_host = self.n_train_host[keep]
         self.tracker.select(keep)
         self.alive = self.alive[keep]
         self._refresh_layout()
 
-    def _extract(self, slots: np.ndarray, use_best: np.ndarray) -> list[dict]:
-        """Copy the weights (and optimizer state) of ``slots`` to the host."""
+    def _extract(self, slots: np.ndarray, resume: np.ndarray) -> list[dict]:
+        """Copy the weights (and optimizer state) of ``slots`` to the host.
+
+        Each item holds the running ``coefs`` / ``intercepts``, the best ones of
+        ``early_stopping`` models (``best_coefs`` / ``best_intercepts``), and the
+        ``optimizer`` state where it is kept or the model is ``resume``-d.
+        """
         index = torch.from_numpy(slots).to(self.data.device)
 
         def host(tensors):
             return [t.index_select(0, index).cpu().numpy() for t in tensors]
 
         w, b = host(self.weights), host(self.biases)
-        if self.early_stopping and use_best.any():
+        es = [self.hypers[self.alive[s]].early_stopping for s in slots]
+        bw = bb = None
+        if any(es):
             bw, bb = host(self.best_weights), host(self.best_biases)
-            w = [
-                np.where(use_best[:, None, None], x, y)
-                for x, y in zip(bw, w, strict=True)
-            ]
-            b = [
-                np.where(use_best[:, None, None], x, y)
-                for x, y in zip(bb, b, strict=True)
-            ]
-        first = host(self.first) if self.keep_optimizer_state else None
-        second = host(self.second) if self.keep_optimizer_state else None
+        with_optimizer = self.keep_optimizer_state or resume.any()
+        first = host(self.first) if with_optimizer else None
+        second = host(self.second) if with_optimizer else None
         step = self.opt.step.index_select(0, index).cpu().numpy()
         lr = self.tracker.learning_rate[slots]
         out = []
@@ -517,10 +492,12 @@ class Pack:
             item = {
                 "coefs": [x[k] for x in w],
                 "intercepts": [x[k, 0] for x in b],
+                "best_coefs": [x[k] for x in bw] if es[k] else None,
+                "best_intercepts": [x[k, 0] for x in bb] if es[k] else None,
+                "optimizer": None,
             }
             if first is not None:
-                pos = self.alive[slots[k]]
-                solver = self.hypers[pos].solver
+                solver = self.hypers[self.alive[slots[k]]].solver
                 item["optimizer"] = OptimizerState(
                     solver=solver,
                     step=int(step[k]),
@@ -540,7 +517,10 @@ class Pack:
     ) -> list[tuple[int, ModelResult]]:
         """Train every model to its stopping point.
 
-        Each model's ``fit_time`` is its share of the wall time of the epochs it
+        A model stops by scikit-learn's rule (convergence, ``max_iter``), on a
+        non-finite loss with non-finite weights (a failure), or when the pack's
+        :class:`~torchhpo.engine.policy.EpochPolicy` stops it (pruned). Each
+        model's ``fit_time`` is its share of the wall time of the epochs it
         trained in (an epoch's time split over its models by training rows).
 
         Parameters
@@ -565,7 +545,7 @@ class Pack:
         while self.size:
             if on_epoch is not None:
                 on_epoch(self.size, epoch)
-            losses, val_scores = self.run_epoch()
+            losses, val_scores, monitor_scores = self.run_epoch()
             positions = self.alive
             self.loss_history[positions, epoch] = losses
             if val_scores is not None:
@@ -583,13 +563,20 @@ class Pack:
                 slots = np.flatnonzero(bad_loss)
                 failed[slots] = ~self._finite_weights(slots)
             stopped = outcome.stopped | failed
+            pruned = np.zeros(self.size, dtype=bool)
+            if self.policy is not None:
+                decided = self.policy.end_epoch(
+                    self.task_ids[positions], self.tracker.n_iter.copy(), monitor_scores
+                )
+                pruned = np.asarray(decided, dtype=bool) & ~stopped
+                stopped = stopped | pruned
             if self.has_schedules:
                 # Adam models keep learning_rate_init in the tracker too.
                 self.opt.set_learning_rate(torch.from_numpy(self.tracker.learning_rate))
             epoch += 1
             if stopped.any():
                 slots = np.flatnonzero(stopped)
-                finished = self._finish(slots, outcome, failed, epoch)
+                finished = self._finish(slots, outcome, failed, pruned)
                 results.extend(finished)
                 if on_result is not None:
                     for caller, result in finished:
@@ -603,40 +590,59 @@ class Pack:
                     on_finished(len(slots))
         return results
 
-    def _finish(
-        self, slots, outcome, failed, epochs_run
-    ) -> list[tuple[int, ModelResult]]:
+    def _finish(self, slots, outcome, failed, pruned) -> list[tuple[int, ModelResult]]:
         tracker = self.tracker
-        use_best = np.array(
-            [self.hypers[self.alive[s]].early_stopping for s in slots], dtype=bool
+        hit_max = outcome.hit_max_iter & ~failed & ~pruned
+        resume = np.array(
+            [
+                self.tasks[self.alive[s]].resumable and (hit_max[s] or pruned[s])
+                for s in slots
+            ],
+            dtype=bool,
         )
-        payloads = self._extract(slots, use_best)
+        payloads = self._extract(slots, resume)
         finished = []
         for k, slot in enumerate(slots):
             pos = int(self.alive[slot])
             task, start = self.tasks[pos], self.start_states[pos]
             hyper = task.hyper
-            n_iter = int(tracker.n_iter[slot])
-            curve = self.loss_history[pos, :n_iter].tolist()
+            n_iter = int(tracker.n_iter[slot])  # in this fit, earlier rungs included
+            trained = n_iter - int(self.epochs_done[pos])  # in this call
+            curve = list(start.loss_curve) + self.loss_history[pos, :trained].tolist()
             es = hyper.early_stopping
-            val = self.val_history[pos, :n_iter].tolist() if es else None
-            state = ModelState(
-                coefs=payloads[k]["coefs"],
-                intercepts=payloads[k]["intercepts"],
-                optimizer=payloads[k].get("optimizer"),
+            val = None
+            if es:
+                val = list(start.validation_scores or [])
+                val += self.val_history[pos, :trained].tolist()
+            payload = payloads[k]
+            counters = dict(
                 t=int(tracker.t[slot]),
-                epochs_seen=start.epochs_seen + n_iter,
-                loss_curve=list(start.loss_curve) + curve,
+                epochs_seen=start.epochs_seen + trained,
+                loss_curve=curve,
                 best_loss=None if es else float(tracker.best_loss[slot]),
-                validation_scores=(list(start.validation_scores or []) + val)
-                if es
-                else None,
+                validation_scores=val,
                 best_validation_score=float(tracker.best_val[slot]) if es else None,
                 no_improvement_count=int(tracker.no_improvement[slot]),
             )
-            hit_max = bool(outcome.hit_max_iter[slot]) and not failed[slot]
+            state = ModelState(
+                # scikit-learn restores the best weights when early stopping ends.
+                coefs=payload["best_coefs"] if es else payload["coefs"],
+                intercepts=payload["best_intercepts"] if es else payload["intercepts"],
+                optimizer=payload["optimizer"] if self.keep_optimizer_state else None,
+                **counters,
+            )
+            resume_state = None
+            if resume[k]:
+                resume_state = ModelState(
+                    coefs=payload["coefs"],
+                    intercepts=payload["intercepts"],
+                    optimizer=payload["optimizer"],
+                    best_coefs=payload["best_coefs"],
+                    best_intercepts=payload["best_intercepts"],
+                    **counters,
+                )
             message = None
-            if hit_max:
+            if hit_max[slot]:
                 message = (
                     f"Stochastic Optimizer: Maximum iterations ({hyper.max_iter}) "
                     "reached and the optimization hasn't converged yet."
@@ -645,7 +651,7 @@ class Pack:
                 state=state,
                 n_iter=n_iter,
                 loss=float(curve[-1]) if curve else math.nan,
-                hit_max_iter=hit_max,
+                hit_max_iter=bool(hit_max[slot]),
                 failure=(
                     "Solver produced non-finite parameter weights. The input data may "
                     "contain large values and need to be preprocessed."
@@ -654,6 +660,8 @@ class Pack:
                 else None,
                 convergence_message=message,
                 fit_time=float(self.model_time[pos]),
+                resume=resume_state,
+                pruned=bool(pruned[slot]),
             )
             finished.append((int(self.task_ids[pos]), result))
         return finished

@@ -91,6 +91,11 @@ class ModelState:
     ``coefs`` / ``intercepts`` use scikit-learn's shapes: ``(fan_in, fan_out)`` and
     ``(fan_out,)``. The counters continue scikit-learn's ``t_``, ``best_loss_``,
     ``loss_curve_`` ... across ``warm_start`` fits and ``partial_fit`` calls.
+
+    A *resume* state (:attr:`ModelResult.resume`) describes a model paused inside
+    one fit: ``coefs`` are the running weights, ``best_coefs`` /
+    ``best_intercepts`` the best ones so far with ``early_stopping``, and the
+    optimizer state is always included.
     """
 
     coefs: list[np.ndarray]
@@ -103,6 +108,8 @@ class ModelState:
     validation_scores: list[float] | None = None
     best_validation_score: float | None = None
     no_improvement_count: int = 0
+    best_coefs: list[np.ndarray] | None = None
+    best_intercepts: list[np.ndarray] | None = None
 
 
 @dataclass
@@ -127,6 +134,23 @@ class ModelTask:
     incremental : bool
         ``partial_fit`` semantics: one epoch, no ``max_iter`` warning, the
         optimizer state in ``init`` is continued.
+    epochs_done : int
+        Epochs of this same fit already trained: ``init`` is the
+        :attr:`ModelResult.resume` state of a model paused after that many epochs,
+        and training continues it as if it had never stopped (they count towards
+        ``max_iter`` and ``n_iter``). A continued model ends exactly as the model
+        trained from scratch with the same ``max_iter``.
+    resumable : bool
+        Hand back :attr:`ModelResult.resume` when the model stops at ``max_iter``
+        or is stopped by an :class:`~torchhpo.engine.policy.EpochPolicy`, so that
+        it can be continued later (halving rungs).
+    score_index : ndarray of int or None
+        Rows on which the model's score (accuracy, or R² for regression) is
+        computed after every epoch for an
+        :class:`~torchhpo.engine.policy.EpochPolicy` (e.g. its CV test fold).
+    group : int or None
+        Models of one group (a candidate's folds) are kept in one pack where the
+        packing allows, so a policy sees all of them at each epoch.
     """
 
     hyper: Hyperparams
@@ -135,6 +159,10 @@ class ModelTask:
     seed: int = 0
     init: ModelState | None = None
     incremental: bool = False
+    epochs_done: int = 0
+    resumable: bool = False
+    score_index: np.ndarray | None = None
+    group: int | None = None
 
 
 @dataclass
@@ -156,6 +184,15 @@ class ModelResult:
         Why the model could not be trained (non-finite loss, ...), else None.
     fit_time : float
         This model's share, in seconds, of the wall time of the pack it trained in.
+    convergence_message : str or None
+        scikit-learn's ``ConvergenceWarning`` text when ``max_iter`` was hit.
+    resume : ModelState or None
+        With ``ModelTask.resumable``: where the model stands, to continue the same
+        fit (``ModelTask.epochs_done`` = ``n_iter``), when it stopped at
+        ``max_iter`` or was stopped by a policy; None when it converged or failed
+        (its result is final for any larger ``max_iter``).
+    pruned : bool
+        The model was stopped by an :class:`~torchhpo.engine.policy.EpochPolicy`.
     """
 
     state: ModelState
@@ -165,3 +202,5 @@ class ModelResult:
     failure: str | None = None
     fit_time: float = 0.0
     convergence_message: str | None = None
+    resume: ModelState | None = None
+    pruned: bool = False

@@ -17,6 +17,7 @@ from . import memory
 from .backends import Backend, get_backend
 from .data import DeviceData, canonical_device
 from .jobs import Job, JobContext, PackHook
+from .policy import EpochPolicy
 from .spec import ModelResult, ModelTask
 
 #: Default cap on models per pack on a CPU. Measured on digits (64-100-10, batch
@@ -49,8 +50,28 @@ def plan_packs(
     for members in groups.values():
         n_packs = -(-len(members) // (max_pack_size or len(members)))
         bounds = [round(k * len(members) / n_packs) for k in range(n_packs + 1)]
+        bounds = _group_bounds(tasks, members, bounds, max_pack_size)
         packs.extend(members[a:b] for a, b in pairwise(bounds))
     return packs
+
+
+def _group_bounds(tasks, members, bounds, max_pack_size) -> list[int]:
+    """Move pack bounds to the nearest group boundary that keeps packs in size.
+
+    Models of one ``ModelTask.group`` (a candidate's folds) then share a pack, so an
+    epoch policy sees all of them at every epoch.
+    """
+    groups = [tasks[i].group for i in members]
+    if all(g is None for g in groups) or len(bounds) <= 2:
+        return bounds
+    starts = [k for k in range(1, len(members)) if groups[k] != groups[k - 1]]
+    cap = max_pack_size or len(members)
+    moved = [bounds[0]]
+    for bound in bounds[1:-1]:
+        options = [k for k in starts if moved[-1] < k <= moved[-1] + cap]
+        moved.append(min(options, key=lambda k: abs(k - bound), default=bound))
+    moved.append(bounds[-1])
+    return moved
 
 
 def balance_packs(packs: list[list[int]], n_workers: int) -> list[list[int]]:
@@ -92,6 +113,7 @@ def train_models(
     verbose: bool = False,
     n_workers: int | None = None,
     pack_hook: PackHook | None = None,
+    policy: EpochPolicy | None = None,
 ) -> list[ModelResult]:
     """Train every task on ``data``; return one result per task, in task order.
 
@@ -156,6 +178,8 @@ def train_models(
 
     devices = _devices(data, devices)
     backend = get_backend(backend)
+    if policy is not None:
+        policy = _Serialised(policy, lock)
     slots = backend.concurrency(data, devices, n_workers)
     budget = min(
         memory.pack_budget(device, count, memory_budget)
@@ -178,6 +202,7 @@ def train_models(
         verbose=verbose,
         pack_hook=pack_hook,
         cancelled=cancelled.is_set,
+        policy=policy,
     )
     try:
         backend.run(data, tasks, jobs, devices, context, n_workers)
@@ -188,3 +213,16 @@ def train_models(
     if missing:
         raise RuntimeError(f"{len(missing)} models got no result: {missing[:10]}")
     return results  # type: ignore[return-value]
+
+
+class _Serialised(EpochPolicy):
+    """A policy whose calls, from any pack or thread, run one at a time."""
+
+    def __init__(self, policy: EpochPolicy, lock: threading.Lock) -> None:
+        self.policy = policy
+        self.lock = lock
+        self.needs_scores = policy.needs_scores
+
+    def end_epoch(self, models, epochs, scores):
+        with self.lock:
+            return self.policy.end_epoch(models, epochs, scores)

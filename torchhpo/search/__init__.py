@@ -10,11 +10,19 @@ Modules, in data-flow order: ``_space`` (checks on the parameter space),
 model trains on), ``_scheduler`` (tasks -> engine -> fitted models), ``_replay``
 (scoring through scikit-learn), ``_checkpoint`` (the journal of finished models a
 killed search resumes from), ``_progress`` (the bar), ``_base`` (the search's
-``fit``), ``_grid`` / ``_random`` (the public classes).
+``fit``), ``_grid`` / ``_random`` / ``_halving`` (the public classes), and
+``_continuations`` (halving on ``max_iter``: survivors continue training).
 """
 
 from ._checkpoint import CheckpointError
 from ._grid import GridSearchCV
+from ._halving import HalvingGridSearchCV, HalvingRandomSearchCV
 from ._random import RandomizedSearchCV
 
-__all__ = ["CheckpointError", "GridSearchCV", "RandomizedSearchCV"]
+__all__ = [
+    "CheckpointError",
+    "GridSearchCV",
+    "HalvingGridSearchCV",
+    "HalvingRandomSearchCV",
+    "RandomizedSearchCV",
+]

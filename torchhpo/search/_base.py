@@ -74,6 +74,10 @@ class BaseSearchCV(_SklearnBaseSearchCV):
         """Devices the packs are spread over (None: each MLP's own device)."""
         return None if self.device is None else resolve_devices(self.device)
 
+    def _continuations(self):
+        """Earlier iterations' models to continue (halving on ``max_iter``), or None."""
+        return None
+
     def _mlp_device(self):
         """The device set on the MLPs (and ``best_estimator_``): the first listed."""
         if isinstance(self.device, list | tuple):
@@ -162,6 +166,7 @@ class BaseSearchCV(_SklearnBaseSearchCV):
             parallel=parallel,
             routing=_routing_enabled(),
             journal=journal,
+            continuations=self._continuations(),
         )
         results = {}
         with parallel, _closing(journal):

@@ -195,18 +195,31 @@ def encode_result(result: ModelResult) -> dict:
     return _encode(result)
 
 
-def decode_result(obj: dict) -> ModelResult:
-    """Rebuild a :class:`ModelResult` from :func:`encode_result`'s output."""
-    state = dict(obj["state"])
-    state["coefs"] = [_array(a) for a in state["coefs"]]
-    state["intercepts"] = [_array(a) for a in state["intercepts"]]
+def _decode_state(obj: dict | None) -> ModelState | None:
+    if obj is None:
+        return None
+    state = dict(obj)
+    for name in ("coefs", "intercepts", "best_coefs", "best_intercepts"):
+        if state.get(name) is not None:
+            state[name] = [_array(a) for a in state[name]]
     if state["optimizer"] is not None:
         opt = dict(state["optimizer"])
         opt["first"] = [_array(a) for a in opt["first"]]
         if opt["second"] is not None:
             opt["second"] = [_array(a) for a in opt["second"]]
         state["optimizer"] = OptimizerState(**opt)
-    return ModelResult(**{**obj, "state": ModelState(**state)})
+    return ModelState(**state)
+
+
+def decode_result(obj: dict) -> ModelResult:
+    """Rebuild a :class:`ModelResult` from :func:`encode_result`'s output."""
+    return ModelResult(
+        **{
+            **obj,
+            "state": _decode_state(obj["state"]),
+            "resume": _decode_state(obj.get("resume")),
+        }
+    )
 
 
 _RECORD_KEYS = frozenset({"candidate", "fold", "key", "result"})

@@ -37,6 +37,7 @@ from .._device import resolve_device, resolve_dtype
 from ..engine import DeviceData, ModelResult, train_models
 from ..neural_network import BaseMLP
 from ._checkpoint import Journal, model_key
+from ._continuations import Continuations
 from ._estimators import FusedForm, fused_form
 from ._progress import progress_bar
 from ._replay import collect_convergence_warnings, replay_fit_and_score
@@ -56,6 +57,7 @@ class _Model:
     fitted: object = None
     slot: tuple[int, int] | None = None  # (candidate, fold) in the journal
     key: str | None = None  # digest of its parameters and fold, for the journal
+    continuation: str | None = None  # its key in the scheduler's Continuations
 
     def data_key(self) -> tuple:
         """Models with equal keys train over one DeviceData."""
@@ -118,6 +120,9 @@ class FusedScheduler:
     journal : Journal, optional
         The checkpoint journal: fused models it holds are not trained again, and
         each newly trained one is appended as it finishes.
+    continuations : Continuations, optional
+        Halving on ``max_iter``: models of earlier iterations that a model
+        continues (from their resume state) instead of being trained again.
     """
 
     def __init__(
@@ -130,6 +135,7 @@ class FusedScheduler:
         parallel,
         routing,
         journal: Journal | None = None,
+        continuations: Continuations | None = None,
     ):
         self.search = search
         self.X, self.y = X, y
@@ -138,6 +144,7 @@ class FusedScheduler:
         self.routing = routing
         self.error_score = fit_and_score_kwargs["error_score"]
         self.journal = journal
+        self.continuations = continuations
         self.n_evaluated = 0  # candidates of earlier evaluate calls (journal index)
 
     # -- planning -----------------------------------------------------------------
@@ -219,12 +226,12 @@ class FusedScheduler:
 
     def _train(self, models: list[_Model], splits, bar) -> None:
         """Train every prepared model, one engine call per data key."""
-        models = self._resume(models, bar)
+        pending = self._resume(models, bar)
         groups: dict[tuple, list[_Model]] = {}
-        for model in models:
+        for model in pending:
             if model.error is None:
                 groups.setdefault(model.data_key(), []).append(model)
-        bar.update(sum(model.error is not None for model in models))
+        bar.update(sum(model.error is not None for model in pending))
         for (device, dtype, loss, kind, _, _), members in groups.items():
             views, offsets, total = [], {}, 0
             for model in members:
@@ -238,10 +245,16 @@ class FusedScheduler:
                 train = splits[model.index % len(splits)][0]
                 rows = model.view.rows(train) + offsets[id(model.view)]
                 try:
-                    tasks.append(model.mlp._build_task(Y, rows))
+                    task = model.mlp._build_task(Y, rows)
                 except Exception as exc:
                     self._failed(model, exc)
                     continue
+                if self.continuations is not None:
+                    task = self.continuations.task(model.continuation, task)
+                    if task is None:  # final at an earlier iteration
+                        model.result = self.continuations.final(model.continuation)
+                        continue
+                tasks.append(task)
                 trained.append(model)
             bar.update(len(members) - len(trained))
             if not tasks:
@@ -266,6 +279,12 @@ class FusedScheduler:
             )
             for model, result in zip(trained, results, strict=True):
                 model.result = result
+        if self.continuations is not None:
+            for model in models:
+                if model.result is not None and model.continuation is not None:
+                    self.continuations.store(
+                        model.continuation, model.mlp._hyperparams(), model.result
+                    )
 
     def _apply(self, models: list[_Model]) -> None:
         """Store results as fitted attributes; training failures become errors."""
@@ -306,6 +325,12 @@ class FusedScheduler:
                 c, s = divmod(model.index, n_splits)
                 model.slot = (self.n_evaluated + c, s)
                 model.key = model_key(candidate_params[c], *splits[s])
+        if self.continuations is not None:
+            for model in fused:
+                c, s = divmod(model.index, n_splits)
+                model.continuation = self.continuations.key(
+                    candidate_params[c], *splits[s]
+                )
         self.n_evaluated += n_candidates
         results: list = [None] * (n_candidates * n_splits)
         desc = type(self.search).__name__

@@ -22,10 +22,12 @@ import traceback
 from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
 
+import numpy as np
 import torch
 
 from ..data import DeviceData
 from ..jobs import Cancelled, Job, JobContext, run_job
+from ..policy import EpochPolicy
 from ..spec import ModelTask
 
 #: Seconds a cancelled worker gets to stop at its next epoch before it is killed.
@@ -104,9 +106,12 @@ def run_forked(
             next_job.value += 1
         return jobs[index] if index < len(jobs) else None
 
-    def child(conn: Connection) -> None:
+    def child(conn: Connection, answers: Connection) -> None:
         _die_with_parent()
         torch.set_num_threads(1)
+        policy = None
+        if context.policy is not None:
+            policy = _PolicyProxy(context.policy.needs_scores, conn, answers)
         child_context = JobContext(
             deliver=lambda index, result: conn.send(("result", index, result)),
             report=lambda count: conn.send(("report", count)),
@@ -114,6 +119,7 @@ def run_forked(
             verbose=context.verbose,
             pack_hook=context.pack_hook,
             cancelled=cancel.is_set,
+            policy=policy,
         )
         try:
             while not cancel.is_set() and (job := take()) is not None:
@@ -126,18 +132,24 @@ def run_forked(
         finally:
             conn.close()
 
-    workers, pipes = [], []
+    workers, pipes, replies = [], [], []
     for _ in range(n_workers - 1):
         receive, send = fork.Pipe(duplex=False)
-        process = fork.Process(target=child, args=(send,), daemon=True)
+        answers, answer = fork.Pipe(duplex=False)
+        process = fork.Process(target=child, args=(send, answers), daemon=True)
         process.start()
         send.close()
+        answers.close()
         workers.append(process)
         pipes.append(receive)
+        replies.append(answer)
 
     errors: list[BaseException] = []
+    reply_to = dict(zip(pipes, replies, strict=True))
     reader = threading.Thread(
-        target=_collect, args=(pipes, workers, context, cancel, errors), daemon=True
+        target=_collect,
+        args=(pipes, workers, context, cancel, errors, reply_to),
+        daemon=True,
     )
     reader.start()
     own_context = JobContext(
@@ -147,6 +159,7 @@ def run_forked(
         verbose=context.verbose,
         pack_hook=context.pack_hook,
         cancelled=lambda: cancel.is_set() or context.cancelled(),
+        policy=context.policy,
     )
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one core per process, this one included
@@ -168,8 +181,13 @@ def run_forked(
         raise errors[0]
 
 
-def _collect(pipes, workers, context: JobContext, cancel, errors: list) -> None:
-    """Deliver the workers' messages until each has finished (or died)."""
+def _collect(
+    pipes, workers, context: JobContext, cancel, errors: list, replies: dict
+) -> None:
+    """Deliver the workers' messages until each has finished (or died).
+
+    A worker's policy question (``"policy"``) is answered on its reply pipe.
+    """
     open_pipes = dict(zip(pipes, workers, strict=True))
     while open_pipes:
         for conn in wait(list(open_pipes)):
@@ -191,12 +209,33 @@ def _collect(pipes, workers, context: JobContext, cancel, errors: list) -> None:
                 context.deliver(*payload)
             elif kind == "report":
                 context.report(*payload)
+            elif kind == "policy":
+                try:
+                    answer = context.policy.end_epoch(*payload)
+                except BaseException as error:
+                    errors.append(error)
+                    cancel.set()
+                    answer = np.zeros(len(payload[0]), dtype=bool)
+                replies[conn].send(answer)
             elif kind == "error":
                 if not cancel.is_set():
                     errors.append(payload[0])
                 cancel.set()
             else:  # done
                 open_pipes.pop(conn).join()
+
+
+class _PolicyProxy(EpochPolicy):
+    """A worker's view of the parent's policy: each call is a question on the pipe."""
+
+    def __init__(self, needs_scores: bool, conn: Connection, answers: Connection):
+        self.needs_scores = needs_scores
+        self.conn = conn
+        self.answers = answers
+
+    def end_epoch(self, models, epochs, scores):
+        self.conn.send(("policy", models, epochs, scores))
+        return self.answers.recv()
 
 
 def _stop(workers, reader: threading.Thread) -> None:

@@ -180,6 +180,12 @@ class RayBackend(Backend):
     ) -> None:
         ray = self._connect()
 
+        if context.policy is not None:
+            raise ValueError(
+                "backend='ray' cannot stop models per epoch (pruning); use "
+                "backend='local'."
+            )
+
         def host(t: torch.Tensor | None) -> np.ndarray | None:
             return None if t is None else t.detach().cpu().numpy()
 
