@@ -141,17 +141,17 @@ def sgd_update_(
         Learning rates and momenta.
     nesterov : bool
     tmp : Tensor shaped like ``p``, optional
-        Scratch space. With it the update allocates nothing and overwrites ``g``;
-        without, ``g`` is left alone.
+        Unused (the update needs no scratch space); accepted for symmetry with
+        :func:`adam_update_`.
     """
-    step = lr * g if tmp is None else g.mul_(lr)
-    vel.mul_(mu).sub_(step)
-    if not nesterov:
-        p.add_(vel)
-    elif tmp is None:
-        p.add_(vel * mu).sub_(step)
+    # addcmul with -lr computes vel + g * (-lr), bit for bit vel - lr * g; the
+    # Nesterov step recomputes it rather than keeping it: 4 passes instead of 6.
+    neg_lr = -lr
+    vel.mul_(mu).addcmul_(g, neg_lr)
+    if nesterov:
+        p.addcmul_(vel, mu).addcmul_(g, neg_lr)
     else:
-        p.add_(torch.mul(vel, mu, out=tmp)).sub_(step)
+        p.add_(vel)
 
 
 def _slice_columns(cols: dict[str, torch.Tensor], start: int, stop: int) -> dict:

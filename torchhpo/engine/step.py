@@ -115,12 +115,6 @@ class StepWorkspace:
         self.update = [empty(M, fi + 1, fo) for fi, fo in sizes]
         self.squares = [empty(M, 1, 1) for _ in sizes]
 
-    @property
-    def inputs(self) -> list[torch.Tensor]:
-        """Each layer's input: ``(M, B, n_features + 1)``, then ``(M, B, units)``."""
-        M, B = self.n_models, self.batch
-        return [self.x.view(M, B, -1), *self.hidden]
-
 
 class FusedStep:
     """The training step of one pack at one layout (fixed tensors and shapes).
@@ -179,7 +173,8 @@ class FusedStep:
         self.biases = [p[:, -1:] for p in self.blocks]
         M = params[0].shape[0]
         dtype = params[0].dtype
-        self.flat_weights = [w.reshape(M, 1, -1) for w in self.weights]
+        flat = [w.reshape(M, 1, -1) for w in self.weights]
+        self.flat_weights = [(w, w.transpose(1, 2)) for w in flat]
         self.opt = opt
         self.alpha = alpha
         self.half_alpha = alpha.view(-1) * 0.5
@@ -192,7 +187,63 @@ class FusedStep:
         self.fast_loss = loss == "log_loss" and out_activation == "softmax"
         self.dtype = dtype
         self._prepare_updates(self.blocks, list(first), list(second), opt_runs)
+        self._prepare_layers()
         self._offsets: torch.Tensor | None = None
+
+    def _prepare_layers(self) -> None:
+        """Fix every view the forward and backward passes use."""
+        ws, M, B = self.ws, self.ws.n_models, self.ws.batch
+        n_layers = len(self.blocks)
+        inputs = [ws.x.view(M, B, -1), *ws.hidden]
+        self.inputs_t = [a.transpose(1, 2) for a in inputs]
+        # Forward, per hidden layer: (weights, bias or None, output, activations).
+        self.hidden_layers = []
+        for i in range(n_layers - 1):
+            z = ws.hidden[i]
+            acts = [
+                (F.HIDDEN_ACTIVATIONS[name], z[start:stop])
+                for start, stop, name in self.act_runs
+            ]
+            weights = self.blocks[0] if i == 0 else self.weights[i]
+            bias = None if i == 0 else self.biases[i]
+            self.hidden_layers.append((inputs[i], weights, bias, z, acts))
+        last = n_layers - 1
+        out_weights = self.blocks[0] if last == 0 else self.weights[-1]
+        self.out_weights_t = out_weights.transpose(1, 2)
+        self.out_bias_t = None if last == 0 else self.biases[-1].transpose(1, 2)
+        self.out_activation_ = OUTPUT_ACTIVATIONS_T[self.out_activation]
+        K = ws.out.shape[1]
+        self.y = ws.y.view(K, M, B).permute(1, 0, 2)  # (M, K, B)
+        self.delta = ws.out.transpose(1, 2)  # (M, B, K) view of the output delta
+        # Backward, per layer from the last: (input^T, delta, coefficient
+        # gradients, intercept gradients or None (in the bmm), weights, then for
+        # layers > 0 the delta below and its derivatives).
+        self.backward_layers = []
+        delta = self.delta
+        for i in range(last, -1, -1):
+            g = ws.grads[i]
+            below = derivatives = None
+            if i > 0:
+                below = ws.deltas[i - 1]
+                act = inputs[i]
+                derivatives = [
+                    (DERIVATIVES_[name], act[start:stop], below[start:stop])
+                    for start, stop, name in self.act_runs
+                ]
+            self.backward_layers.append(
+                (
+                    self.inputs_t[i],
+                    delta,
+                    g if i == 0 else g[:, :-1],
+                    None if i == 0 else g[:, -1:],
+                    g[:, :-1],
+                    self.weights[i],
+                    self.weights[i].transpose(1, 2),
+                    below,
+                    derivatives,
+                )
+            )
+            delta = below
 
     def _prepare_updates(self, params, first, second, opt_runs) -> None:
         """Fix each optimizer run's views of parameters, gradients and state."""
@@ -265,19 +316,30 @@ class FusedStep:
         alpha_scaled = self.alpha * scale
         rates = self.adam_step_sizes(n_steps)
         masked = self.masked_steps
+        # Per step and model: the data-loss sum and the squared-weight sum; the
+        # loss arithmetic then runs once per epoch, vectorised over steps.
+        data_loss = torch.empty_like(denom)
+        squares = torch.empty_like(denom)
         for s in range(n_steps):
-            self.step(
+            self._forward_backward(
                 idx[s],
                 w3[s],
                 w_scaled[s],
                 alpha_scaled[s],
                 pad[s] if masked is None or s in masked else None,
                 denom[s],
-                count[s],
-                loss_acc,
-                s,
-                None if rates is None else rates[s],
+                data_loss[s],
+                squares[s],
             )
+            self._update(s, None if rates is None else rates[s])
+        loss_acc.add_(self._epoch_loss(data_loss, squares, denom, count).sum(dim=0))
+
+    def _epoch_loss(self, data_loss, squares, denom, count) -> torch.Tensor:
+        """Each step's loss contribution ``(S, M)`` from its data and weight sums."""
+        if self.fast_loss:
+            data_loss = data_loss.neg().div_(denom)  # -(sum of y log p w) / denom
+        penalty = squares.mul_(self.half_alpha).div_(denom)
+        return data_loss.add_(penalty).mul_(count)
 
     def step(
         self,
@@ -314,56 +376,55 @@ class FusedStep:
             Adam's ``lr_t`` for this step (:meth:`adam_step_sizes`); computed here
             when not given.
         """
-        ws = self.ws
         if rates is None and self.adam_runs:
             rates = self.adam_step_sizes(1)[0]
+        data_loss = torch.empty_like(denom)
+        squares = torch.empty_like(denom)
+        self._forward_backward(
+            idx, w3, w_scaled, alpha_scaled, pad, denom, data_loss, squares
+        )
+        self._update(step_index, rates)
+        loss_acc.add_(self._epoch_loss(data_loss, squares, denom, count))
+
+    def _forward_backward(
+        self, idx, w3, w_scaled, alpha_scaled, pad, denom, data_loss, squares
+    ) -> None:
+        """Forward pass, loss terms and gradients (into the workspace) of a step."""
+        ws = self.ws
         flat = idx.view(-1)
         torch.index_select(self.X, 0, flat, out=ws.x)
         torch.index_select(self.Y, 1, flat, out=ws.y)
-        inputs = ws.inputs
-        y = ws.y.view(-1, *idx.shape).permute(1, 0, 2)  # (M, K, B)
-        n_layers = len(self.blocks)
-        for i in range(n_layers):
-            w = self.blocks[0] if i == 0 else self.weights[i]
-            if i == n_layers - 1:  # transposed: (M, K, B)
-                z = torch.bmm(w.transpose(1, 2), inputs[i].transpose(1, 2), out=ws.out)
-                if i > 0:
-                    z.add_(self.biases[i].transpose(1, 2))
-                OUTPUT_ACTIVATIONS_T[self.out_activation](z)
-                break
-            z = torch.bmm(inputs[i], w, out=ws.hidden[i])
-            if i > 0:
-                z.add_(self.biases[i])
-            for start, stop, name in self.act_runs:
-                F.HIDDEN_ACTIVATIONS[name](z[start:stop])
-        out = ws.out
+        for a, weights, bias, z, acts in self.hidden_layers:
+            torch.bmm(a, weights, out=z)
+            if bias is not None:
+                z.add_(bias)
+            for activation, view in acts:
+                activation(view)
+        out = torch.bmm(self.out_weights_t, self.inputs_t[-1], out=ws.out)
+        if self.out_bias_t is not None:
+            out.add_(self.out_bias_t)
+        self.out_activation_(out)
 
-        loss = self._data_loss(out, y, w3, pad, denom)
-        penalty = self._squared_weight_sum().mul_(self.half_alpha)
-        loss.add_(penalty.div_(denom)).mul_(count)
-        loss_acc.add_(loss)
+        self._data_loss(out, self.y, w3, denom, data_loss)
+        self._squared_weight_sum(squares)
 
-        delta = out.sub_(y)
+        out.sub_(self.y)
         if pad is not None:
             # Zero on padding rows even where their output overflowed.
-            delta.masked_fill_(pad, 0)
-        delta = delta.mul_(w_scaled).transpose(1, 2)  # (M, B, K), a view
-        for i in range(n_layers - 1, -1, -1):
-            g = ws.grads[i]
-            if i == 0:
-                torch.bmm(inputs[0].transpose(1, 2), delta, out=g)
-            else:
-                torch.bmm(inputs[i].transpose(1, 2), delta, out=g[:, :-1])
-                torch.sum(delta, dim=1, keepdim=True, out=g[:, -1:])
-            g[:, :-1].addcmul_(alpha_scaled, self.weights[i])
-            if i > 0:
-                below = ws.deltas[i - 1]
-                torch.bmm(delta, self.weights[i].transpose(1, 2), out=below)
-                act = inputs[i]
-                for start, stop, name in self.act_runs:
-                    DERIVATIVES_[name](act[start:stop], below[start:stop])
-                delta = below
+            out.masked_fill_(pad, 0)
+        out.mul_(w_scaled)
+        for a_t, delta, g, g_bias, g_coef, w, w_t, below, ders in self.backward_layers:
+            torch.bmm(a_t, delta, out=g)
+            if g_bias is not None:
+                torch.sum(delta, dim=1, keepdim=True, out=g_bias)
+            g_coef.addcmul_(alpha_scaled, w)
+            if below is not None:
+                torch.bmm(delta, w_t, out=below)
+                for derivative, act, d in ders:
+                    derivative(act, d)
 
+    def _update(self, step_index: int, rates: torch.Tensor | None) -> None:
+        """Apply every optimizer run's update (not to models without this step)."""
         saved = None
         if step_index in self.inactive:
             saved = self._snapshot(self.inactive[step_index])
@@ -374,15 +435,15 @@ class FusedStep:
                 adam_update_(p, g, m, v, cols, lr, tmp)
         for cols, nesterov, views in self.sgd_runs:
             lr, mu = cols["learning_rate"], cols["momentum"]
-            for p, g, vel, tmp in views:
-                sgd_update_(p, g, vel, lr, mu, nesterov, tmp)
+            for p, g, vel, _ in views:
+                sgd_update_(p, g, vel, lr, mu, nesterov)
         if saved is not None:
             self._restore(self.inactive[step_index], saved)
 
-    def _data_loss(self, out, y, w3, pad, denom) -> torch.Tensor:
-        """Each model's data loss (a new ``(M,)`` tensor)."""
+    def _data_loss(self, out, y, w3, denom, into: torch.Tensor) -> None:
+        """Each model's data loss into ``into`` (fast path: its unscaled sum)."""
         if not self.fast_loss:
-            return F.per_model_loss(
+            loss = F.per_model_loss(
                 out.transpose(1, 2),
                 y.transpose(1, 2),
                 w3.squeeze(1),
@@ -390,19 +451,26 @@ class FusedStep:
                 self.loss,
                 self.out_activation,
             )
-        # Softmax log-loss: y * log(clip(p)) is xlogy(y, clip(p)) (p > 0).
+            into.copy_(loss)
+            return
+        # Softmax log-loss: y * log(clip(p)) is xlogy(y, clip(p)) (p > 0); the
+        # sign and the division by the weight sum come per epoch.
         terms = self.ws.prob
         torch.clamp(out, self.eps, 1 - self.eps, out=terms)
         terms.log_().mul_(y).mul_(w3)
-        return terms.sum(dim=(1, 2)).neg_().div_(denom)
+        torch.sum(terms, dim=(1, 2), out=into)
 
-    def _squared_weight_sum(self) -> torch.Tensor:
-        """Each model's sum of squared coefficients, ``(M,)`` (workspace memory)."""
-        total = None
-        for w, sq in zip(self.flat_weights, self.ws.squares, strict=True):
-            torch.bmm(w, w.transpose(1, 2), out=sq)
-            total = sq.view(-1) if total is None else total + sq.view(-1)
-        return total
+    def _squared_weight_sum(self, into: torch.Tensor) -> None:
+        """Each model's sum of squared coefficients, into ``into`` ``(M,)``."""
+        sq = self.ws.squares
+        for (w, w_t), s in zip(self.flat_weights, sq, strict=True):
+            torch.bmm(w, w_t, out=s)
+        if len(sq) == 1:
+            into.copy_(sq[0].view(-1))
+            return
+        torch.add(sq[0].view(-1), sq[1].view(-1), out=into)
+        for s in sq[2:]:
+            into.add_(s.view(-1))
 
     def _snapshot(self, index: torch.Tensor):
         values = [t.index_select(0, index) for t in self.state]
