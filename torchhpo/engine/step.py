@@ -112,6 +112,10 @@ class StepWorkspace:
         # Gradients in the parameters' block layout, so that each optimizer pass
         # covers a whole layer (coefficients and intercepts) at once.
         self.grads = [empty(M, fi + 1, fo) for fi, fo in sizes]
+        # Coefficient gradients of the later layers as their bmm writes them: a
+        # bmm into a strided view (a block without its intercept row) takes
+        # ATen's per-matrix path, several times slower.
+        self.coef_grads = [empty(M, fi, fo) for fi, fo in sizes[1:]]
         self.update = [empty(M, fi + 1, fo) for fi, fo in sizes]
         self.squares = [empty(M, 1, 1) for _ in sizes]
 
@@ -234,7 +238,7 @@ class FusedStep:
                 (
                     self.inputs_t[i],
                     delta,
-                    g if i == 0 else g[:, :-1],
+                    g if i == 0 else ws.coef_grads[i - 1],
                     None if i == 0 else g[:, -1:],
                     g[:, :-1],
                     self.weights[i],
@@ -415,9 +419,11 @@ class FusedStep:
         out.mul_(w_scaled)
         for a_t, delta, g, g_bias, g_coef, w, w_t, below, ders in self.backward_layers:
             torch.bmm(a_t, delta, out=g)
-            if g_bias is not None:
+            if g_bias is None:  # first layer: intercepts came with the bmm
+                g_coef.addcmul_(alpha_scaled, w)
+            else:
                 torch.sum(delta, dim=1, keepdim=True, out=g_bias)
-            g_coef.addcmul_(alpha_scaled, w)
+                torch.addcmul(g, alpha_scaled, w, out=g_coef)
             if below is not None:
                 torch.bmm(delta, w_t, out=below)
                 for derivative, act, d in ders:
