@@ -23,6 +23,14 @@ seed-random
 random-1000
     The same space with ``n_iter=1000`` (5,000 models): torchhpo alone (SPEC: under
     a minute on one modern GPU); not part of the default task list.
+seed-halving
+    ``HalvingRandomSearchCV(resource="max_iter", max_resources=200,
+    min_resources="exhaust", factor=3, cv=5, random_state=0, n_candidates=100)``
+    over the seed-random space: torchhpo (survivors continue training) against
+    scikit-learn's ``HalvingRandomSearchCV`` (``n_jobs=-1``, retraining survivors)
+    and against torchhpo's full ``RandomizedSearchCV`` over the same 100 candidates
+    (``max_iter=200``); prints the iterations' resources, candidate counts and best
+    scores of each.
 
 Usage
 -----
@@ -42,9 +50,21 @@ import sys
 import time
 import warnings
 
-TASKS = ("single", "pack", "seed-grid", "seed-random")
-#: Tasks too big for scikit-learn in a benchmark run: torchhpo alone is timed.
-SOLO_TASKS = ("random-1000",)
+TASKS = ("single", "pack", "seed-grid", "seed-random", "seed-halving")
+#: The implementations each task compares (default: torchhpo and scikit-learn).
+TASK_IMPLS = {
+    "random-1000": ("torchhpo",),
+    "seed-halving": ("torchhpo", "sklearn", "torchhpo-full"),
+}
+HALVING = dict(
+    resource="max_iter",
+    max_resources=200,
+    min_resources="exhaust",
+    factor=3,
+    cv=5,
+    random_state=0,
+    n_candidates=100,
+)
 
 SEED_GRID = {
     "hidden_layer_sizes": [(50, 50), (100,)],
@@ -121,6 +141,55 @@ def _run_pack(impl: str, device: str) -> dict:
     return {"seconds": time.perf_counter() - start, "epochs": epochs}
 
 
+def _run_halving(impl: str, device: str) -> dict:
+    X, y = _digits()
+    if impl == "sklearn":
+        from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+        from sklearn.model_selection import HalvingRandomSearchCV, ParameterSampler
+        from sklearn.neural_network import MLPClassifier
+
+        search = HalvingRandomSearchCV(
+            MLPClassifier(random_state=0), _seed_random_space(), n_jobs=-1, **HALVING
+        )
+    else:
+        from sklearn.model_selection import ParameterSampler
+
+        import torchhpo
+
+        options = {"device": device, "progress": False}
+        if impl == "torchhpo":
+            search = torchhpo.HalvingRandomSearchCV(
+                torchhpo.MLPClassifier(random_state=0),
+                _seed_random_space(),
+                **HALVING,
+                **options,
+            )
+        else:  # the full search over the same candidates, to max_resources epochs
+            candidates = list(
+                ParameterSampler(
+                    _seed_random_space(),
+                    HALVING["n_candidates"],
+                    random_state=HALVING["random_state"],
+                )
+            )
+            search = torchhpo.GridSearchCV(
+                torchhpo.MLPClassifier(random_state=0, max_iter=200),
+                [{k: [v] for k, v in c.items()} for c in candidates],
+                cv=HALVING["cv"],
+                **options,
+            )
+    start = time.perf_counter()
+    search.fit(X, y)
+    seconds = time.perf_counter() - start
+    out = {"seconds": seconds, "best_score": float(search.best_score_)}
+    if hasattr(search, "n_resources_"):
+        out.update(
+            n_resources=[int(r) for r in search.n_resources_],
+            n_candidates=[int(c) for c in search.n_candidates_],
+        )
+    return out
+
+
 def _run_search(impl: str, device: str, kind: str) -> dict:
     X, y = _digits()
     if impl == "torchhpo":
@@ -161,6 +230,8 @@ def worker(task: str, impl: str, device: str) -> dict:
         return _run_single(impl, device)
     if task == "pack":
         return _run_pack(impl, device)
+    if task == "seed-halving":
+        return _run_halving(impl, device)
     return _run_search(impl, device, task)
 
 
@@ -209,16 +280,19 @@ def main(argv=None) -> int:
     )
     rows = []
     for task in args.tasks.split(","):
-        runs: dict[str, list[dict]] = {"torchhpo": [], "sklearn": []}
+        impls = TASK_IMPLS.get(task, ("torchhpo", "sklearn"))
+        runs: dict[str, list[dict]] = {impl: [] for impl in impls}
         for r in range(args.repeats):
-            order = ("torchhpo", "sklearn") if r % 2 == 0 else ("sklearn", "torchhpo")
+            # Alternate who goes first: rotate the order every repeat.
+            order = impls[r % len(impls) :] + impls[: r % len(impls)]
             for impl in order:
-                if impl == "sklearn" and task in SOLO_TASKS:
-                    continue
                 runs[impl].append(_measure(task, impl, args.device))
         t_ours = statistics.median(m["seconds"] for m in runs["torchhpo"])
-        if task in SOLO_TASKS:
+        if len(impls) == 1:
             print(f"{task:<12} torchhpo {t_ours:8.2f} s   (scikit-learn not run)")
+            continue
+        if task == "seed-halving":
+            _print_halving(runs)
             continue
         t_sk = statistics.median(m["seconds"] for m in runs["sklearn"])
         row = {
@@ -241,6 +315,36 @@ def main(argv=None) -> int:
         rows.append(row)
         _print_row(row)
     return 0
+
+
+def _print_halving(runs: dict[str, list[dict]]) -> None:
+    """Print the halving comparison: wall-time ratios, iterations, best scores."""
+    median = {
+        impl: statistics.median(m["seconds"] for m in ms) for impl, ms in runs.items()
+    }
+    ours, theirs = runs["torchhpo"][0], runs["sklearn"][0]
+    full = runs["torchhpo-full"][0]
+    print(
+        f"seed-halving torchhpo {median['torchhpo']:8.2f} s   scikit-learn halving "
+        f"{median['sklearn']:8.2f} s   speed-up x"
+        f"{median['sklearn'] / median['torchhpo']:.1f}   torchhpo full search "
+        f"{median['torchhpo-full']:8.2f} s   speed-up x"
+        f"{median['torchhpo-full'] / median['torchhpo']:.1f}",
+        flush=True,
+    )
+    print(
+        f"             iterations: torchhpo resources {ours['n_resources']} "
+        f"candidates {ours['n_candidates']}; scikit-learn resources "
+        f"{theirs['n_resources']} candidates {theirs['n_candidates']}",
+        flush=True,
+    )
+    print(
+        f"             best score: torchhpo {ours['best_score']:.4f}   scikit-learn "
+        f"halving {theirs['best_score']:.4f} (delta "
+        f"{ours['best_score'] - theirs['best_score']:+.4f})   torchhpo full "
+        f"{full['best_score']:.4f}",
+        flush=True,
+    )
 
 
 def _print_row(row: dict) -> None:

@@ -144,7 +144,7 @@ ERRORS = {
     "distribution in a grid": (
         {"search": _space(alpha={"loguniform": [1e-5, 1e-1]})},
         "search.space.alpha",
-        "needs search.kind: random; a grid takes a list of values",
+        "needs search.kind: random or halving_random; kind: grid takes a list",
     ),
     "log-uniform from zero": (
         {
@@ -201,14 +201,14 @@ ERRORS = {
         "file not found: 'no_such.csv'",
     ),
     "data file of another kind": (
-        {"dataset": {"file": "data.parquet", "target": "label"}},
+        {"dataset": {"file": "data.xlsx", "target": "label"}},
         "dataset.file",
-        "neither a .csv nor a .npy file",
+        "is not a .csv, .parquet or .npy file",
     ),
     "unknown preprocessing": (
         {"preprocessing": "scale"},
         "preprocessing",
-        "expected one of standardize, none",
+        "expected one of auto, standardize, none",
     ),
     "unknown generator option": (
         {"dataset": {"synthetic": "make_classification", "options": {"n_sample": 9}}},

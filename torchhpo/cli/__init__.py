@@ -10,19 +10,25 @@ Modules, in the order a run uses them:
 * ``_model_io``: the best model as tensors + JSON (no pickle);
 * ``_plots``: the PNG plots (matplotlib, optional);
 * ``_report``: the leaderboard;
+* ``_preprocessing``: ``standardize`` / ``auto`` steps and their saved form;
+* ``_export``: the best model as an ONNX graph (``export``);
 * ``_runner``: what ``run`` and ``predict`` do;
 * ``_main``: argument parsing (``torchhpo`` and ``python -m torchhpo``).
 """
 
 from ._config import ConfigError, RunConfig, load_config
+from ._export import ExportError, ExportResult, export_onnx
 from ._main import main
 from ._model_io import load_model, save_model
 from ._runner import RunResult, predict, run
 
 __all__ = [
     "ConfigError",
+    "ExportError",
+    "ExportResult",
     "RunConfig",
     "RunResult",
+    "export_onnx",
     "load_config",
     "load_model",
     "main",

@@ -1,10 +1,12 @@
 """Turn a checked config into the estimator and the search to run.
 
 With ``preprocessing: standardize`` the estimator is a scikit-learn ``Pipeline``
-(``standardize`` -> ``mlp``): the scaler is fitted on each fold's training rows
-only, and the MLP trains fused. Its searched parameters then read ``mlp__alpha``
-in the search (and in ``cv_results_``); :data:`MLP_PREFIX` is how the rest of the
-command line shows them without it.
+(``standardize`` -> ``mlp``), with ``auto`` a ``Pipeline`` (``preprocess`` ->
+``mlp``) whose first step is the ``ColumnTransformer`` of ``_preprocessing``: the
+preprocessing is fitted on each fold's training rows only, and the MLP trains
+fused. Its searched parameters then read ``mlp__alpha`` in the search (and in
+``cv_results_``); :data:`MLP_PREFIX` is how the rest of the command line shows
+them without it.
 """
 
 from __future__ import annotations
@@ -14,29 +16,51 @@ from sklearn.model_selection import ParameterGrid, check_cv
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..search import GridSearchCV, RandomizedSearchCV
+from ..search import (
+    GridSearchCV,
+    HalvingGridSearchCV,
+    HalvingRandomSearchCV,
+    RandomizedSearchCV,
+)
 from ._config import Distribution, RunConfig
 from ._datasets import Dataset
+from ._preprocessing import PREPROCESS_STEP, auto_preprocessor
 from ._recorder import LossCurveRecorder
 
 #: Step names of the Pipeline built for ``preprocessing: standardize``.
 SCALER_STEP, MLP_STEP = "standardize", "mlp"
 MLP_PREFIX = f"{MLP_STEP}__"
 
-_SEARCHES = {"grid": GridSearchCV, "random": RandomizedSearchCV}
+_SEARCHES = {
+    "grid": GridSearchCV,
+    "random": RandomizedSearchCV,
+    "halving_grid": HalvingGridSearchCV,
+    "halving_random": HalvingRandomSearchCV,
+}
 
 
-def build_estimator(config: RunConfig):
-    """Return the unfitted estimator: the MLP, or ``Pipeline(standardize, mlp)``."""
+def build_estimator(config: RunConfig, dataset: Dataset | None = None):
+    """Return the unfitted estimator: the MLP, or a Pipeline ending with it.
+
+    Parameters
+    ----------
+    config : RunConfig
+    dataset : Dataset, optional
+        Needed for ``preprocessing: auto`` (its numeric and string columns).
+    """
     mlp = config.estimator_class(**config.params)
     if config.preprocessing == "standardize":
         return Pipeline([(SCALER_STEP, StandardScaler()), (MLP_STEP, mlp)])
+    if config.preprocessing == "auto":
+        dataset = dataset.as_table()
+        step = auto_preprocessor(dataset.numeric, dataset.categorical)
+        return Pipeline([(PREPROCESS_STEP, step), (MLP_STEP, mlp)])
     return mlp
 
 
 def search_name(config: RunConfig, name: str) -> str:
     """Return the search's name for the MLP parameter ``name``."""
-    return MLP_PREFIX + name if config.preprocessing == "standardize" else name
+    return MLP_PREFIX + name if config.preprocessing != "none" else name
 
 
 def plain_name(name: str) -> str:
@@ -69,7 +93,7 @@ def build_search(
     progress : bool
         Show the search's progress bar.
     """
-    estimator = build_estimator(config)
+    estimator = build_estimator(config, dataset)
     cv = check_cv(config.cv, dataset.y, classifier=is_classifier(estimator))
     splits = list(cv.split(dataset.X, dataset.y))
     space = build_space(config)
@@ -78,7 +102,12 @@ def build_search(
     )
     options = {"scoring": recorder, "cv": splits, "progress": progress}
     if config.kind == "random":
-        options.update(n_iter=config.n_iter, random_state=config.random_state)
+        options.update(n_iter=config.n_iter)
+    if config.kind != "grid":
+        options.update(random_state=config.random_state)
+    options.update(config.halving)
+    if config.halving.get("resource", "n_samples") != "n_samples":
+        options["resource"] = search_name(config, config.halving["resource"])
     return _SEARCHES[config.kind](estimator, space, **options), recorder
 
 
@@ -92,4 +121,7 @@ def count_candidates(config: RunConfig) -> int:
         if any(isinstance(v, Distribution) for v in config.space.values()):
             return config.n_iter
         return min(config.n_iter, len(ParameterGrid(config.space)))
+    if config.kind == "halving_random":
+        n_candidates = config.halving["n_candidates"]
+        return n_candidates if isinstance(n_candidates, int) else 0
     return len(ParameterGrid(config.space))

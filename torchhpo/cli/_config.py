@@ -4,23 +4,32 @@ A config is a mapping (see ``configs/`` for complete examples)::
 
     dataset: digits              # {name: digits} | {file: data.csv, target: label}
                                  # | {synthetic: make_classification, options: {...}}
-    preprocessing: standardize   # or none
+                                 # (files: .csv, .parquet or .npy)
+    preprocessing: standardize   # or auto (the default for files), or none
     estimator:
       class: MLPClassifier       # or MLPRegressor
       params: {random_state: 0}  # fixed parameters
     search:
-      kind: grid                 # or random
-      space:                     # lists of values; random also takes distributions
+      kind: grid                 # or random, halving_grid, halving_random
+      space:                     # lists of values; random kinds take distributions
         hidden_layer_sizes: [[50, 50], [100]]
         alpha: {loguniform: [1e-5, 1e-1]}
       cv: 5
       scoring: null              # a scikit-learn scorer name; null: estimator.score
       n_iter: 10                 # random only
       random_state: 0            # random only (the sampling seed)
+      factor: 3                  # halving only (and resource, max_resources,
+                                 # min_resources, aggressive_elimination;
+                                 # n_candidates for halving_random)
 
 :func:`load_config` returns a :class:`RunConfig`, or raises :class:`ConfigError`
 with a message that names the key (``search.space.alpha``) and says what was
 expected. Nothing is loaded or trained before the whole config has passed.
+
+Overrides from the command line (``search.cv=3``, ``estimator.params.max_iter=50``,
+``search.space.alpha='{loguniform: [1e-5, 1e-2]}'``) set one key each, the value
+read as YAML, before the config is checked: an override is checked as if it had
+been written in the file.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -89,9 +98,19 @@ SYNTHETIC_DATASETS: dict[str, Callable] = {
     "make_regression": sk_datasets.make_regression,
 }
 
-PREPROCESSING = ("standardize", "none")
-SEARCH_KINDS = ("grid", "random")
-DATA_SUFFIXES = (".csv", ".npy")
+PREPROCESSING = ("auto", "standardize", "none")
+SEARCH_KINDS = ("grid", "random", "halving_grid", "halving_random")
+#: Kinds whose space may hold distributions (candidates are sampled).
+SAMPLED_KINDS = ("random", "halving_random")
+#: Options of the halving kinds, with scikit-learn's defaults per kind.
+HALVING_OPTIONS = {
+    "factor": 3,
+    "resource": "n_samples",
+    "max_resources": "auto",
+    "min_resources": {"halving_grid": "exhaust", "halving_random": "smallest"},
+    "aggressive_elimination": False,
+}
+DATA_SUFFIXES = (".csv", ".parquet", ".npy")
 
 
 @dataclass(frozen=True)
@@ -149,9 +168,10 @@ class DatasetSpec:
     name : str or None
         A bundled scikit-learn dataset (:data:`BUNDLED_DATASETS`).
     file : Path or None
-        An absolute path to a ``.csv`` (with a header row) or ``.npy`` file.
+        An absolute path to a ``.csv`` (with a header row), ``.parquet`` or
+        ``.npy`` file.
     target : str or int or None
-        The target column of ``file``: a header name (CSV) or a column index.
+        The target column of ``file``: a column name (CSV, Parquet) or index.
     synthetic : str or None
         A generator of :data:`SYNTHETIC_DATASETS`, called with ``options``.
     options : dict
@@ -190,7 +210,10 @@ class RunConfig:
     source : Path
         The config file.
     dataset : DatasetSpec
-    preprocessing : {"standardize", "none"}
+    preprocessing : {"auto", "standardize", "none"}
+        ``auto`` (the default for data files): impute, standardize numeric
+        columns, one-hot encode string columns; ``standardize`` (the default
+        otherwise): a StandardScaler.
     estimator : {"MLPClassifier", "MLPRegressor"}
     params : dict
         Fixed estimator parameters.
@@ -204,9 +227,14 @@ class RunConfig:
     n_iter : int or None
         Candidates sampled (random only).
     random_state : int or None
-        Seed of the candidate sampling (random only).
+        Seed of the candidate sampling (random kinds) or of the halving subsamples.
     description : str or None
         Free text, kept in the run folder.
+    halving : dict
+        The halving kinds' options (``factor``, ``resource``, ``max_resources``,
+        ``min_resources``, ``aggressive_elimination``, ``n_candidates``).
+    overrides : tuple of str
+        The command line's ``key.path=value`` overrides applied to the file.
     """
 
     source: Path
@@ -221,6 +249,8 @@ class RunConfig:
     n_iter: int | None = None
     random_state: int | None = None
     description: str | None = None
+    halving: dict = field(default_factory=dict)
+    overrides: tuple[str, ...] = ()
 
     @property
     def estimator_class(self) -> type:
@@ -249,7 +279,9 @@ class RunConfig:
         }
         if self.kind == "random":
             search["n_iter"] = self.n_iter
+        if self.kind != "grid":
             search["random_state"] = self.random_state
+        search.update(self.halving)
         config: dict[str, Any] = {}
         if self.description is not None:
             config["description"] = self.description
@@ -360,8 +392,9 @@ class _Checker:
         if description is not None and not isinstance(description, str):
             self.fail("description", f"expected text, got {_show(description)}.")
         dataset = self.dataset(top["dataset"])
+        default = "auto" if dataset.file is not None else "standardize"
         preprocessing = self.choice(
-            "preprocessing", top.get("preprocessing", "standardize"), PREPROCESSING
+            "preprocessing", top.get("preprocessing", default), PREPROCESSING
         )
         estimator, params = self.estimator(top["estimator"])
         search = self.search(top["search"], ESTIMATORS[estimator], params)
@@ -386,7 +419,8 @@ class _Checker:
             self.fail(
                 "dataset",
                 "expected exactly one of 'name' (a bundled dataset), 'file' (a "
-                f".csv or .npy file) or 'synthetic', got {_names(sources) or 'none'}.",
+                ".csv, .parquet or .npy file) or 'synthetic', got "
+                f"{_names(sources) or 'none'}.",
             )
         source = sources[0]
         extra = {"name": ("target", "options"), "file": ("options",)}.get(
@@ -414,8 +448,8 @@ class _Checker:
         if path.suffix.lower() not in DATA_SUFFIXES:
             self.fail(
                 "dataset.file",
-                f"{written!r} is neither a .csv nor a .npy file; expected one of "
-                f"{_names(DATA_SUFFIXES)}.",
+                f"{written!r} is not a .csv, .parquet or .npy file; expected one "
+                f"of {_names(DATA_SUFFIXES)}.",
             )
         if not path.is_file():
             self.fail(
@@ -426,8 +460,7 @@ class _Checker:
         if "target" not in spec:
             self.fail(
                 "dataset.target",
-                "missing; name the target column (a CSV header name or a column "
-                "index).",
+                "missing; name the target column (a column name or a column index).",
             )
         target = spec["target"]
         is_index = isinstance(target, int) and not isinstance(target, bool)
@@ -480,7 +513,16 @@ class _Checker:
         spec = self.mapping(
             "search",
             raw,
-            ("kind", "space", "cv", "scoring", "n_iter", "random_state"),
+            (
+                "kind",
+                "space",
+                "cv",
+                "scoring",
+                "n_iter",
+                "random_state",
+                "n_candidates",
+                *HALVING_OPTIONS,
+            ),
             ("kind", "space"),
         )
         kind = self.choice("search.kind", spec["kind"], SEARCH_KINDS)
@@ -493,6 +535,23 @@ class _Checker:
                         "combination); the estimator's seed goes in "
                         "estimator.params.random_state.",
                     )
+        if kind != "random" and "n_iter" in spec:
+            self.fail(
+                "search.n_iter",
+                f"only used by kind: random; kind: {kind} "
+                + (
+                    "samples search.n_candidates."
+                    if kind == "halving_random"
+                    else "tries every combination."
+                ),
+            )
+        halving = self.halving(spec, kind)
+        if halving.get("resource", "n_samples") in spec["space"]:
+            self.fail(
+                f"search.space.{halving['resource']}",
+                "is the halving resource (search.resource): the iterations set it; "
+                "it cannot also be searched.",
+            )
         space = self.space(spec["space"], kind, cls, params)
         cv = self.integer("search.cv", spec.get("cv", 5), minimum=2)
         scoring = spec.get("scoring")
@@ -515,11 +574,88 @@ class _Checker:
             result["n_iter"] = self.integer(
                 "search.n_iter", spec.get("n_iter", 10), minimum=1
             )
+        if kind != "grid":
             random_state = spec.get("random_state")
             if random_state is not None:
                 random_state = self.integer("search.random_state", random_state, 0)
             result["random_state"] = random_state
+        result["halving"] = halving
         return result
+
+    def halving(self, spec: dict, kind: str) -> dict:
+        """Check the halving options (scikit-learn's defaults filled in)."""
+        names = [*HALVING_OPTIONS, "n_candidates"]
+        if not kind.startswith("halving"):
+            for name in names:
+                if name in spec:
+                    self.fail(
+                        f"search.{name}",
+                        "only used by kind: halving_grid or halving_random.",
+                    )
+            return {}
+        if kind == "halving_grid" and "n_candidates" in spec:
+            self.fail(
+                "search.n_candidates",
+                "only used by kind: halving_random (a grid's candidates are its "
+                "combinations).",
+            )
+        options = {}
+        for name, default in HALVING_OPTIONS.items():
+            if isinstance(default, dict):
+                default = default[kind]
+            options[name] = spec.get(name, default)
+        if kind == "halving_random":
+            options["n_candidates"] = spec.get("n_candidates", "exhaust")
+        factor = options["factor"]
+        if isinstance(factor, bool) or not isinstance(factor, int | float):
+            self.fail("search.factor", f"expected a number > 1, got {_show(factor)}.")
+        if not factor > 1:
+            self.fail("search.factor", f"expected a number > 1, got {factor}.")
+        if not isinstance(options["resource"], str):
+            self.fail(
+                "search.resource",
+                "expected n_samples or an estimator parameter such as max_iter, got "
+                f"{_show(options['resource'])}.",
+            )
+        resource = options["resource"]
+        if resource != "n_samples" and resource not in MLPClassifier().get_params():
+            self.fail(
+                "search.resource",
+                "expected n_samples or an estimator parameter such as max_iter, got "
+                f"{_show(resource)}"
+                f"{_did_you_mean(resource, MLPClassifier().get_params())}.",
+            )
+        bounds = {
+            "max_resources": ("auto",),
+            "min_resources": ("exhaust", "smallest"),
+            "n_candidates": ("exhaust",),
+        }
+        for name, words in bounds.items():
+            if name not in options:
+                continue
+            value = options[name]
+            if isinstance(value, str):
+                if value not in words:
+                    self.fail(
+                        f"search.{name}",
+                        f"expected an integer >= 1 or "
+                        f"{' or '.join(words)}, got {_show(value)}.",
+                    )
+            else:
+                self.integer(f"search.{name}", value, minimum=1)
+        if resource != "n_samples" and options["max_resources"] == "auto":
+            self.fail(
+                "search.max_resources",
+                f"expected an integer with resource: {resource} (auto means the "
+                "number of samples, for resource: n_samples).",
+            )
+        if not isinstance(options["aggressive_elimination"], bool):
+            self.fail(
+                "search.aggressive_elimination",
+                "expected true or false, got "
+                f"{_show(options['aggressive_elimination'])}.",
+            )
+        return options
 
     def space(self, raw, kind: str, cls: type, params: dict) -> dict:
         accepted = tuple(cls().get_params())
@@ -548,7 +684,7 @@ class _Checker:
                 continue
             if not isinstance(values, list) or not values:
                 expected = "a non-empty list of values"
-                if kind == "random":
+                if kind in SAMPLED_KINDS:
                     expected += " or a distribution such as {loguniform: [1e-5, 1e-1]}"
                 self.fail(key, f"expected {expected}, got {_show(values)}.")
             values = [_python(name, value) for value in values]
@@ -560,11 +696,11 @@ class _Checker:
     def distribution(
         self, key: str, raw: Mapping, kind: str, cls: type, params: dict, name: str
     ) -> Distribution:
-        if kind == "grid":
+        if kind not in SAMPLED_KINDS:
             self.fail(
                 key,
-                f"a distribution ({_show(dict(raw))}) needs search.kind: random; a "
-                "grid takes a list of values.",
+                f"a distribution ({_show(dict(raw))}) needs search.kind: random or "
+                f"halving_random; kind: {kind} takes a list of values.",
             )
         if len(raw) != 1:
             self.fail(
@@ -617,13 +753,17 @@ class _Checker:
         return distribution
 
 
-def load_config(path: str | Path) -> RunConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """Read and check a run config.
 
     Parameters
     ----------
     path : str or Path
         A YAML file (read with a safe loader).
+    overrides : sequence of str
+        ``key.path=value`` settings applied to the file's contents before the
+        checks (the value is read as YAML; missing sections are created). A
+        relative ``dataset.file`` given here is read from the current folder.
 
     Returns
     -------
@@ -641,7 +781,71 @@ def load_config(path: str | Path) -> RunConfig:
     if not source.is_file():
         raise ConfigError("", f"config file not found: {str(path)!r}.")
     source = source.resolve()
-    return _Checker(source).config(read_yaml(source))
+    raw = apply_overrides(read_yaml(source), overrides, source)
+    config = _Checker(source).config(raw)
+    return replace(config, overrides=tuple(overrides))
+
+
+def apply_overrides(raw, overrides: Sequence[str], source: Path | None = None):
+    """Return the parsed config with each ``key.path=value`` override set.
+
+    Raises
+    ------
+    ConfigError
+        For an override that is not ``key.path=value``, a value that is not
+        valid YAML, or a path through a value that is not a mapping.
+    """
+    if not overrides:
+        return raw
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        return raw  # the checks report the file itself
+    raw = _copy_mappings(raw)
+    for override in overrides:
+        path, sep, text = override.partition("=")
+        keys = path.strip().split(".")
+        if not sep or not all(keys):
+            raise ConfigError(
+                "",
+                f"override {override!r}: expected KEY.PATH=VALUE, such as "
+                "search.cv=3 or estimator.params.max_iter=50.",
+                source,
+            )
+        key = ".".join(keys)
+        try:
+            value = yaml.load(text, Loader=_SafeLoader) if text.strip() else None
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(
+                key,
+                f"the override value {text!r} is not valid YAML: {problem}.",
+                source,
+            ) from exc
+        if keys == ["dataset", "file"] and isinstance(value, str) and value:
+            value = str(Path(value).expanduser().resolve())  # from the shell's folder
+        node = raw
+        for depth, name in enumerate(keys[:-1]):
+            child = node.get(name)
+            if child is None:
+                child = node[name] = {}
+            if keys[: depth + 1] == ["dataset"] and isinstance(child, str):
+                child = node[name] = {"name": child}  # dataset: digits
+            if not isinstance(child, dict):
+                where = ".".join(keys[: depth + 1])
+                raise ConfigError(
+                    key,
+                    f"cannot set it: {where} is {_show(child)}, not a mapping.",
+                    source,
+                )
+            node = child
+        node[keys[-1]] = value
+    return raw
+
+
+def _copy_mappings(value):
+    if isinstance(value, Mapping):
+        return {k: _copy_mappings(v) for k, v in value.items()}
+    return value
 
 
 def _check_device(key: str, device, source: Path) -> None:

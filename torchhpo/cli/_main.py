@@ -1,9 +1,11 @@
 """The ``torchhpo`` command (also ``python -m torchhpo``): argument parsing only.
 
-    torchhpo run CONFIG.yaml [--device D] [--out DIR] [--force] [--top N]
+    torchhpo run CONFIG.yaml [KEY.PATH=VALUE ...] [--device D] [--out DIR]
+                             [--force] [--top N]
                              [--no-progress] [--no-plots]
                              [--checkpoint JOURNAL [--resume]]
     torchhpo predict RUN_DIR DATA.csv [--out FILE] [--force]
+    torchhpo export RUN_DIR --onnx FILE [--force]
 
 Errors a user can fix (config, data, existing output) print one line,
 ``torchhpo: error: ...``, and exit with status 2; no traceback.
@@ -20,12 +22,19 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ._config import ConfigError
+from ._export import ExportError, export_onnx
 from ._model_io import ModelFormatError
 from ._runner import CommandError, predict, run
 from ._runs import RunFolderExists
 
 #: Errors shown as one line with exit status 2.
-USER_ERRORS = (ConfigError, RunFolderExists, ModelFormatError, CommandError)
+USER_ERRORS = (
+    ConfigError,
+    RunFolderExists,
+    ModelFormatError,
+    CommandError,
+    ExportError,
+)
 
 
 def _positive_int(text: str) -> int:
@@ -56,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     run_parser.add_argument("config", help="the YAML config (see configs/)")
+    run_parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY.PATH=VALUE",
+        help=(
+            "override a config key, the value in YAML: search.cv=3, "
+            "estimator.params.max_iter=50, "
+            "search.space.alpha='{loguniform: [1e-5, 1e-2]}'"
+        ),
+    )
     run_parser.add_argument(
         "--device",
         help="training device: auto, cpu, cuda, cuda:N (overrides the config)",
@@ -108,6 +127,24 @@ def _parser() -> argparse.ArgumentParser:
     predict_parser.add_argument(
         "--force", action="store_true", help="overwrite the output file"
     )
+
+    export_parser = commands.add_parser(
+        "export",
+        help="export a run folder's best model (ONNX)",
+        description=(
+            "Export a run folder's best model as an ONNX graph (input X, output "
+            "probabilities or prediction). The run's standardization is folded into "
+            "the first layer, so the graph takes the raw columns where the "
+            "preprocessing allows it; the command says when it does not."
+        ),
+    )
+    export_parser.add_argument("run_dir", help="a run folder")
+    export_parser.add_argument(
+        "--onnx", required=True, metavar="FILE", help="the ONNX file to write"
+    )
+    export_parser.add_argument(
+        "--force", action="store_true", help="overwrite the ONNX file"
+    )
     return parser
 
 
@@ -124,7 +161,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv : sequence of str, optional
         Arguments after the program name (default ``sys.argv[1:]``).
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "run":
+        # Overrides may follow options too (``run C.yaml --out R search.cv=3``).
+        late = [a for a in extra if "=" in a and not a.startswith("-")]
+        args.overrides = [*args.overrides, *late]
+        extra = [a for a in extra if a not in late]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
@@ -139,6 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     top=args.top,
                     checkpoint=args.checkpoint,
                     resume=args.resume,
+                    overrides=args.overrides,
+                )
+            elif args.command == "export":
+                result = export_onnx(args.run_dir, args.onnx, force=args.force)
+                print(
+                    f"ONNX model written to {result.path} (input X: "
+                    f"{len(result.input_features)} columns; output {result.output}).\n"
+                    f"Inputs: {result.note}"
                 )
             else:
                 path = predict(args.run_dir, args.data, out=args.out, force=args.force)

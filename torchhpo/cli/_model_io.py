@@ -9,6 +9,12 @@ prediction needs (``n_layers_``, ``n_outputs_``, ``out_activation_``,
 
 Weights are stored in the dtype the estimator holds them in (float64 for float64
 input), so the rebuilt model predicts exactly as the saved one.
+
+A run's preprocessing is saved with it: a ``StandardScaler``'s statistics
+(``standardize.*`` tensors), or the ``auto`` ``ColumnTransformer``'s (median,
+mean and scale as ``preprocess.*`` tensors; columns, imputed categories and
+one-hot categories as JSON text), which load as a
+:class:`~torchhpo.cli._preprocessing.FittedPreprocessing` step applying them.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from sklearn.preprocessing import LabelBinarizer, StandardScaler
 
 from ..neural_network import BaseMLP, MLPClassifier, MLPRegressor
 from ._build import MLP_STEP, SCALER_STEP
+from ._preprocessing import PREPROCESS_STEP, FittedPreprocessing
 
 FORMAT = "torchhpo-model/1"
 WEIGHTS_FILE, META_FILE = "model.pt", "model.json"
@@ -73,27 +80,46 @@ def _json_value(value):
     raise TypeError(f"cannot save {type(value).__name__} value {value!r} as JSON")
 
 
-def _split(estimator) -> tuple[StandardScaler | None, BaseMLP]:
+def split_model(estimator) -> tuple[FittedPreprocessing | None, BaseMLP]:
+    """Return a model's preprocessing (as statistics, or None) and its MLP.
+
+    Parameters
+    ----------
+    estimator : MLP or Pipeline
+        An MLP, or a Pipeline of one preprocessing step (a ``StandardScaler``, the
+        ``auto`` ColumnTransformer or a loaded :class:`FittedPreprocessing`) and
+        the MLP.
+
+    Raises
+    ------
+    TypeError
+        For any other Pipeline.
+    """
     if isinstance(estimator, Pipeline):
         steps = [step for _, step in estimator.steps]
-        if len(steps) == 2 and isinstance(steps[0], StandardScaler):
-            return steps[0], steps[1]
         if len(steps) == 1:
             return None, steps[0]
+        if len(steps) == 2:
+            try:
+                return FittedPreprocessing.from_step(steps[0]), steps[1]
+            except TypeError:
+                pass
         raise TypeError(
-            "save_model saves an MLP or a Pipeline(StandardScaler, MLP); got a "
-            f"Pipeline of {', '.join(type(s).__name__ for s in steps)}."
+            "expected an MLP or a Pipeline of a StandardScaler or the "
+            "preprocessing: auto ColumnTransformer and an MLP; got a Pipeline of "
+            f"{', '.join(type(s).__name__ for s in steps)}."
         )
     return None, estimator
 
 
 def save_model(estimator, folder: str | Path, extra: dict | None = None) -> list[Path]:
-    """Write a fitted torchhpo MLP (optionally after a StandardScaler) to a folder.
+    """Write a fitted torchhpo MLP (optionally after its preprocessing) to a folder.
 
     Parameters
     ----------
     estimator : MLPClassifier, MLPRegressor or Pipeline
-        Fitted; a Pipeline is a ``StandardScaler`` followed by the MLP.
+        Fitted; a Pipeline is a ``StandardScaler`` or the ``preprocessing: auto``
+        ColumnTransformer followed by the MLP.
     folder : str or Path
         Existing folder; ``model.pt`` and ``model.json`` are written into it.
     extra : dict, optional
@@ -104,7 +130,7 @@ def save_model(estimator, folder: str | Path, extra: dict | None = None) -> list
     list of Path
         The files written.
     """
-    scaler, mlp = _split(estimator)
+    preprocessing, mlp = split_model(estimator)
     name = type(mlp).__name__
     if MODEL_CLASSES.get(name) is not type(mlp):
         raise TypeError(f"save_model saves torchhpo MLPs, got {name}.")
@@ -134,6 +160,22 @@ def save_model(estimator, folder: str | Path, extra: dict | None = None) -> list
         meta["label_binarizer"] = {
             k: _json_value(getattr(binarizer, k))
             for k in _BINARIZER_PARAMS + _BINARIZER_FITTED
+        }
+    scaler = estimator[0] if preprocessing is not None else None
+    if preprocessing is not None and preprocessing.kind == "auto":
+        scaler = None
+        for key in ("median", "mean", "scale"):
+            value = getattr(preprocessing, key)
+            if value is not None:
+                tensors[f"preprocess.{key}"] = torch.from_numpy(
+                    np.ascontiguousarray(value, dtype=np.float64)
+                )
+        meta["preprocessing"] = {
+            "kind": "auto",
+            "numeric": preprocessing.numeric,
+            "categorical": preprocessing.categorical,
+            "most_frequent": preprocessing.most_frequent,
+            "categories": preprocessing.categories,
         }
     if scaler is not None:
         for key in ("mean_", "var_", "scale_"):
@@ -226,6 +268,21 @@ def load_model(folder: str | Path):
     preprocessing = meta.get("preprocessing")
     if preprocessing is None:
         return mlp
+    if preprocessing.get("kind") == "auto":
+        numeric = list(preprocessing["numeric"])
+        step = FittedPreprocessing(
+            "auto",
+            numeric=numeric,
+            categorical=list(preprocessing["categorical"]),
+            most_frequent=list(preprocessing["most_frequent"]),
+            categories=[list(c) for c in preprocessing["categories"]],
+        )
+        if numeric:
+            step.median, step.mean, step.scale = (
+                _array(tensors, f"preprocess.{key}")
+                for key in ("median", "mean", "scale")
+            )
+        return Pipeline([(PREPROCESS_STEP, step), (MLP_STEP, mlp)])
     scaler = StandardScaler(**preprocessing["params"])
     for key in ("mean", "var", "scale"):
         name = f"standardize.{key}"

@@ -11,6 +11,9 @@
   the models of one architecture (models of equal shapes are the ones that train
   together, as one pack or, past the engine's pack-size cap, a few); the title
   says so.
+* ``rungs.png`` (halving searches): each candidate's mean CV test score against the
+  resource of every iteration it reached, on a log axis; the candidates of the last
+  iteration drawn in colour, the best starred.
 
 Figures are drawn with matplotlib's object API on the Agg canvas: no pyplot, no
 display, nothing global changed.
@@ -304,6 +307,7 @@ def write_plots(
     folder.mkdir(parents=True, exist_ok=True)
     results = search.cv_results_
     names = [key.removeprefix("param_") for key in results if key.startswith("param_")]
+    names = [n for n in names if n != getattr(search, "resource", None)]
     best = search.best_estimator_
     mlp = best[-1] if hasattr(best, "steps") else best
     paths = [
@@ -318,4 +322,65 @@ def write_plots(
             results, config, search.n_splits_, folder / PLOT_FILES[2], search_seconds
         ),
     ]
+    if "iter" in results:
+        paths.append(plot_rungs(results, search, folder / RUNGS_FILE))
     return paths
+
+
+RUNGS_FILE = "rungs.png"
+
+
+def plot_rungs(cv_results: dict, search, path: Path) -> Path:
+    """Plot halving: score against resource per candidate, survivors highlighted.
+
+    Parameters
+    ----------
+    cv_results : dict
+        A halving search's ``cv_results_`` (with ``iter`` and ``n_resources``).
+    search : fitted HalvingGridSearchCV or HalvingRandomSearchCV
+    path : Path
+        Where to write the PNG.
+    """
+    iters = np.asarray(cv_results["iter"])
+    resources = np.asarray(cv_results["n_resources"])
+    means = np.asarray(cv_results["mean_test_score"], dtype=float)
+    keys = [
+        repr(sorted((k, repr(v)) for k, v in p.items() if k != search.resource))
+        for p in cv_results["params"]
+    ]
+    last = iters.max()
+    finalists = {keys[i] for i in np.flatnonzero(iters == last)}
+    figure = _figure(7.5, 4.5)
+    ax = figure.add_subplot()
+    for key in dict.fromkeys(keys):
+        rows = [i for i, k in enumerate(keys) if k == key]
+        rows.sort(key=lambda i: iters[i])
+        x, y = resources[rows], means[rows]
+        if key in finalists:
+            ax.plot(x, y, "o-", color="tab:blue", lw=1.6, ms=4, zorder=3)
+        else:
+            ax.plot(x, y, "o-", color="0.7", lw=0.8, ms=2.5, alpha=0.7, zorder=2)
+    best = search.best_index_
+    ax.plot(
+        resources[best],
+        means[best],
+        "*",
+        color="tab:red",
+        ms=14,
+        zorder=4,
+        label=f"best: {means[best]:.4f}",
+    )
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(set(resources.tolist())))
+    ax.set_xticklabels([str(r) for r in sorted(set(resources.tolist()))])
+    ax.set_xlabel(f"resource ({plain_name(search.resource)}) per iteration")
+    ax.set_ylabel("mean CV test score")
+    ax.set_title(
+        f"Successive halving: candidates {search.n_candidates_}; "
+        "blue: reached the last iteration",
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    figure.savefig(path)
+    return path

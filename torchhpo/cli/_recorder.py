@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import check_scoring
 from sklearn.pipeline import Pipeline
+from sklearn.utils import _safe_indexing
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class FoldCurve:
 
 
 def _fingerprint(X) -> str:
+    if hasattr(X, "index"):  # a DataFrame's rows: its (unique) row labels
+        X = np.asarray(X.index)
     return hashlib.blake2b(
         np.ascontiguousarray(X).tobytes(), digest_size=16
     ).hexdigest()
@@ -64,7 +67,10 @@ class LossCurveRecorder:
     def __init__(self, estimator, scoring, X, splits, param_names: list[str]):
         self.scorer = check_scoring(estimator, scoring)
         self.param_names = list(param_names)
-        self.folds = {_fingerprint(X[test]): k for k, (_, test) in enumerate(splits)}
+        self.folds = {
+            _fingerprint(_safe_indexing(X, test)): k
+            for k, (_, test) in enumerate(splits)
+        }
         self.curves: dict[tuple[str, int], FoldCurve] = {}
 
     def __call__(self, estimator, X, y, **kwargs) -> float:

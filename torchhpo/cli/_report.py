@@ -29,9 +29,17 @@ def leaderboard(cv_results: dict, *, top: int = 5, scoring: str | None = None) -
         The scorer name for the header (None: ``score``).
     """
     ranks = np.asarray(cv_results["rank_test_score"])
-    order = np.lexsort((np.arange(len(ranks)), ranks))[:top]
+    halving = "iter" in cv_results
+    if halving:
+        # Candidates that reached the furthest iteration first, then by rank.
+        iters = np.asarray(cv_results["iter"])
+        order = np.lexsort((np.arange(len(ranks)), ranks, -iters))[:top]
+    else:
+        order = np.lexsort((np.arange(len(ranks)), ranks))[:top]
     names = [k.removeprefix("param_") for k in cv_results if k.startswith("param_")]
     header = ["rank", f"{scoring or 'score'} (mean ± std)", "fit time"]
+    if halving:
+        header += ["iter", "resources"]
     header += [plain_name(n) for n in names]
     rows = []
     for i in order:
@@ -44,11 +52,16 @@ def leaderboard(cv_results: dict, *, top: int = 5, scoring: str | None = None) -
                 str(ranks[i]),
                 score,
                 f"{cv_results['mean_fit_time'][i]:.2f} s",
+                *(
+                    [str(cv_results["iter"][i]), str(cv_results["n_resources"][i])]
+                    if halving
+                    else []
+                ),
                 *[_value(params[n]) if n in params else "" for n in names],
             ]
         )
     widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
-    right = {0, 1, 2}
+    right = {0, 1, 2, 3, 4} if halving else {0, 1, 2}
 
     def line(cells: list[str]) -> str:
         return "  ".join(
@@ -70,6 +83,15 @@ def summary(search, *, top: int, scoring: str | None, seconds: float, folder) ->
         f"{search.n_splits_}-fold CV, search took {seconds:.1f} s "
         "(fit time: mean per fold model, its share of its pack's time)"
     )
+    if "iter" in results:
+        title = (
+            f"Successive halving: {len(search.n_resources_)} iterations, resources "
+            f"{search.n_resources_}, candidates {search.n_candidates_}\n"
+            f"Leaderboard: top {shown} of {n_candidates} (candidate, iteration) rows, "
+            "furthest iteration first, "
+            f"{search.n_splits_}-fold CV, search took {seconds:.1f} s "
+            "(fit time: mean per fold model, the epochs it added in that iteration)"
+        )
     best = ", ".join(
         f"{plain_name(k)}={_value(v)}" for k, v in search.best_params_.items()
     )

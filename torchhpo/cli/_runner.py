@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -24,8 +25,18 @@ from .._device import resolve_device
 from ..search import CheckpointError
 from ._build import build_search, count_candidates
 from ._config import ConfigError, RunConfig, load_config
-from ._datasets import Dataset, load_dataset, load_npy, numeric_columns, read_csv
-from ._model_io import load_model, load_model_info, save_model
+from ._datasets import (
+    Dataset,
+    feature_frame,
+    is_numeric_column,
+    load_dataset,
+    load_npy,
+    numeric_columns,
+    numeric_frame,
+    read_csv,
+    read_table,
+)
+from ._model_io import load_model, load_model_info, save_model, split_model
 from ._plots import plots_available, write_plots
 from ._recorder import LossCurveRecorder
 from ._report import summary
@@ -89,6 +100,7 @@ def run(
     stdout: TextIO | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    overrides: Sequence[str] = (),
 ) -> RunResult:
     """Run the search a config describes and write its run folder.
 
@@ -116,6 +128,9 @@ def run(
     resume : bool
         Continue from the existing ``checkpoint`` journal: only the models it
         lacks are trained.
+    overrides : sequence of str
+        ``key.path=value`` settings over the config file (values in YAML), checked
+        like the file and recorded in the run folder's ``config.yaml``.
 
     Returns
     -------
@@ -132,18 +147,27 @@ def run(
         another search.
     """
     stdout = stdout or sys.stdout
-    config = load_config(config_path).with_device(device)
+    config = load_config(config_path, overrides).with_device(device)
     folder = Path(out) if out is not None else default_out(config)
     check_out_dir(folder, force)
     _check_checkpoint(checkpoint, resume)
     classifier = is_classifier(config.estimator_class())
     try:
-        dataset = load_dataset(config.dataset, classification=classifier)
+        dataset = load_dataset(
+            config.dataset,
+            classification=classifier,
+            tabular=config.preprocessing == "auto",
+        )
     except ConfigError as error:
         raise _with_source(error, config) from error
     search, recorder = build_search(config, dataset, progress=progress)
     search.set_params(checkpoint=checkpoint)
-    inputs = "standardized" if config.preprocessing == "standardize" else "raw"
+    inputs = {
+        "standardize": "standardized",
+        "auto": "imputed, standardized"
+        + (", one-hot encoded" if dataset.categorical else ""),
+        "none": "raw",
+    }[config.preprocessing]
     device_used = resolve_device(config.params.get("device", "auto"))
     print(
         f"torchhpo {__version__}: {config.kind} search, "
@@ -171,6 +195,8 @@ def run(
             extra={
                 "feature_names": dataset.feature_names,
                 "target": dataset.target_name,
+                "numeric": dataset.numeric,
+                "categorical": dataset.categorical,
             },
         )
     )
@@ -240,6 +266,14 @@ def _features(path: Path, feature_names: list[str], target: str | None) -> np.nd
                 f"{n_features} features."
             )
         return array.astype(np.float64)
+    if path.suffix.lower() == ".parquet":
+        frame = read_table(path, key="data")
+        missing = [n for n in feature_names if n not in frame.columns]
+        if missing:
+            raise CommandError(
+                f"{path.name} lacks the model's feature columns {', '.join(missing)}."
+            )
+        return frame[feature_names].to_numpy(dtype=np.float64)
     header, cells = read_csv(path)
     if all(name in header for name in feature_names):
         columns = [header.index(name) for name in feature_names]
@@ -254,6 +288,53 @@ def _features(path: Path, feature_names: list[str], target: str | None) -> np.nd
             )
     names = [header[j] for j in columns]
     return numeric_columns(path, names, cells[:, columns])
+
+
+def _table_features(path: Path, info: dict):
+    """Read the raw columns a ``preprocessing: auto`` model takes (CSV, Parquet).
+
+    The file must hold exactly the training feature columns (in any order), plus
+    the target column optionally; extra or missing columns are an error that
+    names them.
+    """
+    try:
+        frame = read_table(path, key="data")
+    except ConfigError as error:
+        raise CommandError(error.message) from error
+    names = list(info["feature_names"])
+    target = info.get("target")
+    missing = [n for n in names if n not in frame.columns]
+    extra = [c for c in frame.columns if c not in names and c != target]
+    problems = []
+    if missing:
+        problems.append(f"lacks the model's columns {', '.join(map(repr, missing))}")
+    if extra:
+        problems.append(
+            f"has columns the model was not trained on {', '.join(map(repr, extra))}"
+        )
+    if problems:
+        raise CommandError(
+            f"{path.name} {' and '.join(problems)}; expected the columns "
+            f"{', '.join(names)} (the target column {target!r} may be present)."
+        )
+    numeric = list(info.get("numeric") or [])
+    for name in numeric:
+        if not is_numeric_column(frame[name]) and frame[name].notna().any():
+            bad = next(str(v) for v in frame[name].dropna() if not _is_number(str(v)))
+            raise CommandError(
+                f"{path.name}, column {name!r}: {bad!r} is not a number; the model "
+                "was trained on this column as numeric."
+            )
+    categorical = [n for n in names if n not in numeric]
+    return feature_frame(frame, numeric, categorical)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def predict(
@@ -273,7 +354,9 @@ def predict(
         A CSV file with a header row (the training feature names select and order
         the columns; a target column, if present, is ignored; without those names,
         the non-target columns are taken in order), or a 2-D ``.npy`` array of
-        features.
+        features. For a ``preprocessing: auto`` model: a CSV or Parquet file with
+        the raw training columns by name (strings and missing cells allowed;
+        extra or missing columns are an error naming them).
     out : str or Path, optional
         Output CSV; default ``<data file name>.predictions.csv`` next to ``data``.
     force : bool
@@ -288,8 +371,8 @@ def predict(
     run_dir, data = Path(run_dir), Path(data)
     if not data.is_file():
         raise CommandError(f"data file not found: {str(data)!r}.")
-    if data.suffix.lower() not in (".csv", ".npy"):
-        raise CommandError(f"{data.name} is neither a .csv nor a .npy file.")
+    if data.suffix.lower() not in (".csv", ".parquet", ".npy"):
+        raise CommandError(f"{data.name} is not a .csv, .parquet or .npy file.")
     out = (
         Path(out) if out is not None else data.with_name(f"{data.stem}.predictions.csv")
     )
@@ -297,10 +380,30 @@ def predict(
         raise CommandError(f"{out} exists; pass --force to overwrite it.")
     model = load_model(run_dir)
     info = load_model_info(run_dir)
-    try:
-        X = _features(data, list(info["feature_names"]), info.get("target"))
-    except ConfigError as error:
-        raise CommandError(error.message) from error
+    preprocessing, _ = split_model(model)
+    if preprocessing is not None and preprocessing.kind == "auto":
+        if data.suffix.lower() != ".npy":
+            X = _table_features(data, info)
+        elif preprocessing.categorical:
+            raise CommandError(
+                "this model takes named raw columns, some of them strings "
+                "(preprocessing: auto); give a .csv or .parquet file with a header "
+                "row."
+            )
+        else:
+            array = load_npy(data)
+            names = list(info["feature_names"])
+            if array.shape[1] != len(names):
+                raise CommandError(
+                    f"{data.name} has {array.shape[1]} columns; the model takes "
+                    f"{len(names)} features."
+                )
+            X = numeric_frame(array, names)
+    else:
+        try:
+            X = _features(data, list(info["feature_names"]), info.get("target"))
+        except ConfigError as error:
+            raise CommandError(error.message) from error
     predictions = np.asarray(model.predict(X))
     columns = [predictions.reshape(len(X), -1)]
     header = (

@@ -145,6 +145,9 @@ class RunFolder:
             "# (defaults filled in, data paths absolute). Rerun it with\n"
             "#   torchhpo run config.yaml --out OTHER_FOLDER\n"
         )
+        if config.overrides:
+            header += "# Command-line overrides (applied in the body below):\n"
+            header += "".join(f"#   {o}\n" for o in config.overrides)
         body = yaml.safe_dump(
             config.to_config(), sort_keys=False, default_flow_style=None
         )

@@ -4,6 +4,10 @@
 worker threads (one or more per device), the Ray one inside Ray tasks. It trains
 the job's models and delivers each result as soon as its model finishes.
 
+Progress is reported in model-epochs (``JobContext.epochs``): before each epoch a
+pack reports its live models; a model that finishes reports its unrun epochs up to
+its :func:`epoch_budget`, so a job reports exactly the sum of its models' budgets.
+
 An out-of-memory error (CUDA's, or the CPU allocator's) splits the pack: the models
 that had already finished keep their results, the others are retried as two packs
 of half the size, and so on down to single models. A model's result does not depend
@@ -67,6 +71,10 @@ class JobContext:
         ``deliver(task_index, result)``, called once per model as it finishes.
     report : callable
         ``report(count)``, called as models finish (progress).
+    epochs : callable
+        ``epochs(count)``, called with model-epochs trained (progress): before
+        each epoch, and with a model's unrun budget when it finishes; negative to
+        take back the epochs of models retried after an out-of-memory split.
     keep_optimizer_state : bool
         Return optimizer moments (``partial_fit``).
     verbose : bool
@@ -81,6 +89,7 @@ class JobContext:
 
     deliver: Callable[[int, ModelResult], None]
     report: Callable[[int], None] = lambda count: None
+    epochs: Callable[[int], None] = lambda count: None
     keep_optimizer_state: bool = False
     verbose: bool = False
     pack_hook: PackHook | None = None
@@ -93,6 +102,14 @@ class JobContext:
             raise Cancelled
         if self.pack_hook is not None:
             self.pack_hook(device, n_models, epoch)
+
+
+def epoch_budget(task: ModelTask) -> int:
+    """Return the epochs a task may train at most: its share of a progress bar.
+
+    ``max_iter`` (iterations for lbfgs), or one for ``partial_fit``.
+    """
+    return 1 if task.incremental else max(int(task.hyper.max_iter), 1)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -133,19 +150,26 @@ def run_job(
         (index,) = job.members
         context.checkpoint(device, 1, None)
         context.deliver(index, fit_lbfgs(data, tasks[index], verbose=context.verbose))
+        context.epochs(epoch_budget(tasks[index]))
         context.report(1)
         return
     pending = [list(job.members)]
     while pending:
         group = pending.pop()
         done: set[int] = set()
+        started = [0]  # epochs begun by this pack; every live model trains in each
 
-        def on_result(local: int, result: ModelResult, group=group, done=done):
+        def on_result(
+            local: int, result: ModelResult, group=group, done=done, started=started
+        ):
             done.add(local)
             context.deliver(group[local], result)
+            context.epochs(epoch_budget(tasks[group[local]]) - started[0])
 
-        def on_epoch(n_models: int, epoch: int) -> None:
+        def on_epoch(n_models: int, epoch: int, started=started) -> None:
             context.checkpoint(device, n_models, epoch)
+            started[0] = epoch + 1
+            context.epochs(n_models)
 
         try:
             context.checkpoint(device, len(group), None)
@@ -167,6 +191,7 @@ def run_job(
         pack = None
         _release(device)
         rest = [index for local, index in enumerate(group) if local not in done]
+        context.epochs(-started[0] * len(rest))  # they start again
         half = (len(rest) + 1) // 2
         logger.info(
             "Out of memory training %d models on %s (%d had finished); "

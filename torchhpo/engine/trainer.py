@@ -110,6 +110,7 @@ def train_models(
     keep_optimizer_state: bool = False,
     on_finished: Callable[[int], None] | None = None,
     on_result: Callable[[int, ModelResult], None] | None = None,
+    on_epochs: Callable[[int], None] | None = None,
     verbose: bool = False,
     n_workers: int | None = None,
     pack_hook: PackHook | None = None,
@@ -145,6 +146,11 @@ def train_models(
     on_result : callable, optional
         Called as ``on_result(task_index, result)`` once per model, as soon as it
         finishes (journals). Calls are serialised.
+    on_epochs : callable, optional
+        Called with counts of model-epochs trained, as packs train (progress
+        bars); the counts add up to the sum of the tasks' ``max_iter`` (one for
+        ``partial_fit``), see :func:`~torchhpo.engine.jobs.epoch_budget`. Calls
+        are serialised.
     verbose : bool
         Passed to lbfgs.
     n_workers : int, optional
@@ -176,6 +182,11 @@ def train_models(
             with lock:
                 on_finished(count)
 
+    def epochs(count: int) -> None:
+        if on_epochs is not None and count:
+            with lock:
+                on_epochs(count)
+
     devices = _devices(data, devices)
     backend = get_backend(backend)
     if policy is not None:
@@ -198,6 +209,7 @@ def train_models(
     context = JobContext(
         deliver=deliver,
         report=report,
+        epochs=epochs,
         keep_optimizer_state=keep_optimizer_state,
         verbose=verbose,
         pack_hook=pack_hook,

@@ -41,6 +41,7 @@ from ..engine import (
     train_models,
 )
 from ..engine.convergence import ConvergenceTracker
+from ._to_torch import to_torch_module
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 
@@ -504,6 +505,29 @@ class BaseMLP(BaseEstimator, ABC):
         if optimizer is not None:
             est._optimizer = optimizer
         return est
+
+    def to_torch(self, device: str | torch.device | None = None) -> torch.nn.Module:
+        """Return a ``torch.nn.Module`` holding this model's weights.
+
+        Its forward pass gives ``predict_proba``'s output (classifier; two columns
+        for a binary model, as ``predict_proba``) or ``predict``'s (regressor). It
+        is a ``torch.nn.Sequential`` of ``nn.Linear`` layers and torch activations
+        in the dtype of ``coefs_``: it trains further with any torch optimizer and
+        exports with ``torch.export`` and ``torch.onnx.export``. For a Pipeline,
+        call it on the MLP step (``pipe[-1].to_torch()``): the module takes the
+        preprocessed features; the earlier steps are not part of it.
+
+        Parameters
+        ----------
+        device : str or torch.device, optional
+            Where the module's parameters live; default: this model's ``device``.
+
+        Returns
+        -------
+        torch.nn.Sequential
+            A copy of the weights; training it leaves this model unchanged.
+        """
+        return to_torch_module(self, device)
 
     def _sklearn_optimizer(self, params: list[np.ndarray]):
         """Return this model's optimizer state as scikit-learn's optimizer object.

@@ -72,10 +72,23 @@ class _Model:
         )
 
     @property
+    def budget(self) -> int:
+        """Its share of the progress bar: the epochs it may train (``max_iter``)."""
+        return _budget(self.form.mlp)
+
+    @property
     def fit_time(self) -> float:
         if self.result is None:
             return 0.0
         return self.result.fit_time + self.view.prefix_time / max(self.view.n_models, 1)
+
+
+def _budget(estimator) -> int:
+    """Return an estimator's ``max_iter`` (a Pipeline's last step's), else 1."""
+    if hasattr(estimator, "steps"):
+        estimator = estimator.steps[-1][1]
+    max_iter = getattr(estimator, "max_iter", 1)
+    return max_iter if isinstance(max_iter, int) and max_iter > 0 else 1
 
 
 def _check_candidate(form: FusedForm) -> BaseException | None:
@@ -208,19 +221,20 @@ class FusedScheduler:
             if model.error is None:
                 model.result = self.journal.get(*model.slot, model.key)
                 if model.result is not None:
-                    bar.update(1)
+                    bar.result(model.result)
+                    bar.fits_done(1, model.budget)
                     continue
             left.append(model)
         return left
 
-    def _journal(self, trained: list[_Model]):
-        """Return the engine's ``on_result`` callback appending to the journal."""
-        if self.journal is None:
-            return None
+    def _on_result(self, trained: list[_Model], bar):
+        """Return the engine's ``on_result`` callback: the journal and the bar."""
 
         def append(index: int, result: ModelResult) -> None:
-            model = trained[index]
-            self.journal.append(*model.slot, model.key, result)
+            if self.journal is not None:
+                model = trained[index]
+                self.journal.append(*model.slot, model.key, result)
+            bar.result(result)
 
         return append
 
@@ -231,7 +245,8 @@ class FusedScheduler:
         for model in pending:
             if model.error is None:
                 groups.setdefault(model.data_key(), []).append(model)
-        bar.update(sum(model.error is not None for model in pending))
+        failed = [model for model in pending if model.error is not None]
+        bar.fits_done(len(failed), sum(model.budget for model in failed))
         for (device, dtype, loss, kind, _, _), members in groups.items():
             views, offsets, total = [], {}, 0
             for model in members:
@@ -256,7 +271,11 @@ class FusedScheduler:
                         continue
                 tasks.append(task)
                 trained.append(model)
-            bar.update(len(members) - len(trained))
+            # Failed before training, or final at an earlier halving iteration.
+            untrained = [
+                m for m in members if m.error is not None or m.result is not None
+            ]
+            bar.fits_done(len(untrained), sum(m.budget for m in untrained))
             if not tasks:
                 continue
             data = DeviceData.from_numpy(
@@ -274,8 +293,9 @@ class FusedScheduler:
                 max_pack_size=self.search.max_pack_size,
                 devices=self.search._engine_devices(),
                 backend=self.search.backend,
-                on_finished=bar.update,
-                on_result=self._journal(trained),
+                on_finished=bar.fits_done,
+                on_result=self._on_result(trained, bar),
+                on_epochs=bar.epochs,
             )
             for model, result in zip(trained, results, strict=True):
                 model.result = result
@@ -334,7 +354,10 @@ class FusedScheduler:
         self.n_evaluated += n_candidates
         results: list = [None] * (n_candidates * n_splits)
         desc = type(self.search).__name__
-        with progress_bar(len(results), self.search.progress, desc) as bar:
+        budgets = [_budget(est) for est in configured]
+        total = sum(budgets[i // n_splits] for i in range(len(results)))
+        progress = self.search.progress
+        with progress_bar(total, progress, desc, n_fits=len(results)) as bar:
             self._train(fused, splits, bar)
             collect_convergence_warnings(
                 lambda: self._apply(fused), n_models=len(results), stacklevel=4
@@ -358,25 +381,27 @@ class FusedScheduler:
             if per_fit:
                 for i, out in zip(per_fit, self.parallel(jobs), strict=True):
                     results[i] = out
-                    bar.update(1)
-        for model in fused:
-            i = model.index
-            c, s = divmod(i, n_splits)
-            results[i] = replay_fit_and_score(
-                model.fitted if model.error is None else model.form.estimator,
-                self.X,
-                self.y,
-                train=splits[s][0],
-                test=splits[s][1],
-                parameters=candidate_params[c],
-                fit_time=model.fit_time,
-                error=model.error,
-                split_progress=(s, n_splits),
-                candidate_progress=(c, n_candidates),
-                caller=self.search,
-                callback_ctx=contexts[i],
-                **self.kwargs,
-            )
+                    bar.fits_done(1, budgets[i // n_splits])
+            for model in fused:
+                i = model.index
+                c, s = divmod(i, n_splits)
+                results[i] = replay_fit_and_score(
+                    model.fitted if model.error is None else model.form.estimator,
+                    self.X,
+                    self.y,
+                    train=splits[s][0],
+                    test=splits[s][1],
+                    parameters=candidate_params[c],
+                    fit_time=model.fit_time,
+                    error=model.error,
+                    split_progress=(s, n_splits),
+                    candidate_progress=(c, n_candidates),
+                    caller=self.search,
+                    callback_ctx=contexts[i],
+                    **self.kwargs,
+                )
+            refit = self.search.refit
+            bar.scores(results, n_splits, refit if isinstance(refit, str) else None)
         return results
 
 

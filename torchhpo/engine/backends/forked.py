@@ -115,6 +115,7 @@ def run_forked(
         child_context = JobContext(
             deliver=lambda index, result: conn.send(("result", index, result)),
             report=lambda count: conn.send(("report", count)),
+            epochs=lambda count: conn.send(("epochs", count)),
             keep_optimizer_state=context.keep_optimizer_state,
             verbose=context.verbose,
             pack_hook=context.pack_hook,
@@ -155,6 +156,7 @@ def run_forked(
     own_context = JobContext(
         deliver=context.deliver,
         report=context.report,
+        epochs=context.epochs,
         keep_optimizer_state=context.keep_optimizer_state,
         verbose=context.verbose,
         pack_hook=context.pack_hook,
@@ -217,6 +219,8 @@ def _collect(
                     cancel.set()
                     answer = np.zeros(len(payload[0]), dtype=bool)
                 replies[conn].send(answer)
+            elif kind == "epochs":
+                context.epochs(*payload)
             elif kind == "error":
                 if not cancel.is_set():
                     errors.append(payload[0])

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..data import DeviceData
-from ..jobs import Cancelled, Job, JobContext, PackHook, run_job
+from ..jobs import Cancelled, Job, JobContext, PackHook, epoch_budget, run_job
 from ..spec import ModelResult, ModelTask
 from ._base import Backend
 
@@ -225,6 +225,8 @@ class RayBackend(Backend):
                     pairs = ray.get(ref)
                     for local, result in pairs:
                         context.deliver(job.members[local], result)
+                    # A Ray task returns its pack whole: its epochs come at once.
+                    context.epochs(sum(epoch_budget(tasks[i]) for i in job.members))
                     context.report(len(pairs))
         except BaseException:
             for ref in pending:
