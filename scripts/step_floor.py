@@ -7,9 +7,10 @@ each on every fold) is timed two ways, on one thread:
 
 floor
     Only the batched matmuls of one training step at the pack's shapes: per layer
-    the forward ``baddbmm`` and the backward weight-gradient ``bmm``, and every
-    layer but the first its backward delta ``bmm`` (``delta @ W.T``). Nothing else:
-    no activations, loss, gathers or optimizer. Times the pack's steps per epoch.
+    the forward ``bmm`` (``a @ W``, no bias), the backward weight-gradient ``bmm``
+    (``a.T @ delta``) and, for every layer but the first, the backward delta
+    ``bmm`` (``delta @ W.T``), on plain contiguous tensors. Nothing else: no bias,
+    activations, loss, gathers or optimizer. Times the pack's steps per epoch.
 engine
     :meth:`torchhpo.engine.Pack.run_epoch` on the same pack: batch gathers, forward,
     loss, backward, optimizer updates and the epoch's bookkeeping.
@@ -86,15 +87,14 @@ def _matmul_step(hidden: tuple[int, ...], n_models: int, dtype: torch.dtype):
         torch.randn(n_models, a, b, generator=gen, dtype=dtype) * 0.1
         for a, b in itertools.pairwise(units)
     ]
-    biases = [torch.zeros(n_models, 1, b, dtype=dtype) for b in units[1:]]
     acts = [x] + [torch.empty(n_models, BATCH, b, dtype=dtype) for b in units[1:]]
     deltas = [torch.empty(n_models, BATCH, b, dtype=dtype) for b in units[:-1]]
     grads = [torch.empty_like(w) for w in weights]
     top = torch.randn(n_models, BATCH, units[-1], generator=gen, dtype=dtype)
 
     def step() -> None:
-        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
-            torch.baddbmm(b, acts[i], w, out=acts[i + 1])
+        for i, w in enumerate(weights):
+            torch.bmm(acts[i], w, out=acts[i + 1])
         delta = top
         for i in range(len(weights) - 1, -1, -1):
             torch.bmm(acts[i].transpose(1, 2), delta, out=grads[i])
