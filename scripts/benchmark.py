@@ -31,11 +31,24 @@ seed-halving
     and against torchhpo's full ``RandomizedSearchCV`` over the same 100 candidates
     (``max_iter=200``); prints the iterations' resources, candidate counts and best
     scores of each.
+seed-optuna, seed-optuna-pruned
+    ``OptunaSearchCV`` on standardized digits, ``MLPClassifier(hidden_layer_sizes=
+    (100,), random_state=0)``, space: log-uniform ``alpha`` and
+    ``learning_rate_init``, ``activation``, ``solver``; ``n_trials=20``, cv=5, a
+    seeded TPE sampler and ``MedianPruner``; without and with
+    ``enable_pruning`` (``max_iter`` partial_fit epochs, default 200). torchhpo
+    against ``optuna_integration.OptunaSearchCV`` with scikit-learn's MLP at its
+    best ``n_jobs`` (1: threads only add GIL contention); reports best scores,
+    pruned trials and the model-epochs pruning saved. Not in the default list.
+optuna-200
+    ``seed-optuna-pruned`` with ``n_trials=200``: torchhpo alone.
 
 Usage
 -----
 ``python scripts/benchmark.py [--tasks single,pack,seed-grid,seed-random]
-[--repeats 3] [--device cpu]``
+[--repeats 3] [--device cpu]``; the Optuna tasks:
+``python scripts/benchmark.py --tasks seed-optuna,seed-optuna-pruned,optuna-200``
+(``--n-trials`` / ``--max-iter`` shrink them for a quick check).
 """
 
 from __future__ import annotations
@@ -51,9 +64,11 @@ import time
 import warnings
 
 TASKS = ("single", "pack", "seed-grid", "seed-random", "seed-halving")
-#: The implementations each task compares (default: torchhpo and scikit-learn).
+#: The implementations each task compares (default: torchhpo and scikit-learn;
+#: "sklearn" is the reference implementation, optuna_integration for Optuna tasks).
 TASK_IMPLS = {
     "random-1000": ("torchhpo",),
+    "optuna-200": ("torchhpo",),
     "seed-halving": ("torchhpo", "sklearn", "torchhpo-full"),
 }
 HALVING = dict(
@@ -65,6 +80,10 @@ HALVING = dict(
     random_state=0,
     n_candidates=100,
 )
+#: OptunaSearchCV tasks (torchhpo's against optuna_integration's).
+OPTUNA_TASKS = ("seed-optuna", "seed-optuna-pruned", "optuna-200")
+#: optuna_integration's best n_jobs on a 2-core CPU (n_jobs=-1 measured slower).
+OPTUNA_REF_N_JOBS = 1
 
 SEED_GRID = {
     "hidden_layer_sizes": [(50, 50), (100,)],
@@ -223,9 +242,73 @@ def _run_search(impl: str, device: str, kind: str) -> dict:
     }
 
 
-def worker(task: str, impl: str, device: str) -> dict:
+def _optuna_space():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    return {
+        "alpha": FloatDistribution(1e-5, 1e-1, log=True),
+        "learning_rate_init": FloatDistribution(1e-4, 1e-1, log=True),
+        "activation": CategoricalDistribution(["relu", "tanh"]),
+        "solver": CategoricalDistribution(["adam", "sgd"]),
+    }
+
+
+def _run_optuna(impl: str, device: str, task: str, n_trials, max_iter) -> dict:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    X, y = _digits()
+    pruning = task != "seed-optuna"
+    if n_trials is None:
+        n_trials = 200 if task == "optuna-200" else 20
+    if impl == "torchhpo":
+        from torchhpo import MLPClassifier, OptunaSearchCV
+
+        extra = {"device": device, "progress": False}
+    else:
+        from optuna_integration import OptunaSearchCV
+        from sklearn.neural_network import MLPClassifier
+
+        extra = {"n_jobs": OPTUNA_REF_N_JOBS}
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=0),
+        pruner=optuna.pruners.MedianPruner(),
+    )
+    model = MLPClassifier(hidden_layer_sizes=(100,), random_state=0)
+    if max_iter is not None:
+        model.set_params(max_iter=max_iter)
+    search = OptunaSearchCV(
+        model,
+        _optuna_space(),
+        cv=5,
+        n_trials=n_trials,
+        study=study,
+        enable_pruning=pruning,
+        max_iter=max_iter or 200,
+        **extra,
+    )
+    start = time.perf_counter()
+    search.fit(X, y)
+    seconds = time.perf_counter() - start
+    pruned = [t for t in search.trials_ if t.state.name == "PRUNED"]
+    epochs = search.max_iter
+    saved = sum(search.n_splits_ * (epochs - (t.last_step + 1)) for t in pruned)
+    return {
+        "seconds": seconds,
+        "best_score": float(search.best_score_),
+        "n_trials": len(search.trials_),
+        "n_pruned": len(pruned),
+        "epochs_saved": saved if pruning else 0,
+        "epochs_total": search.n_splits_ * epochs * len(search.trials_),
+    }
+
+
+def worker(task: str, impl: str, device: str, n_trials=None, max_iter=None) -> dict:
     """Run one measurement in this process and return its figures."""
     warnings.simplefilter("ignore")
+    if task in OPTUNA_TASKS:
+        return _run_optuna(impl, device, task, n_trials, max_iter)
     if task == "single":
         return _run_single(impl, device)
     if task == "pack":
@@ -235,8 +318,12 @@ def worker(task: str, impl: str, device: str) -> dict:
     return _run_search(impl, device, task)
 
 
-def _measure(task: str, impl: str, device: str) -> dict:
+def _measure(task: str, impl: str, device: str, n_trials=None, max_iter=None) -> dict:
     cmd = [sys.executable, __file__, "--worker", task, impl, "--device", device]
+    if n_trials is not None:
+        cmd += ["--n-trials", str(n_trials)]
+    if max_iter is not None:
+        cmd += ["--max-iter", str(max_iter)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{task}/{impl} failed:\n{out.stderr[-2000:]}")
@@ -266,9 +353,16 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--worker", nargs=2, metavar=("TASK", "IMPL"))
+    parser.add_argument(
+        "--n-trials", type=int, help="Optuna tasks: trials (default 20 / 200)"
+    )
+    parser.add_argument(
+        "--max-iter", type=int, help="Optuna tasks: epochs per model (default 200)"
+    )
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.device)))
+        figures = worker(*args.worker, args.device, args.n_trials, args.max_iter)
+        print(json.dumps(figures))
         return 0
 
     import sklearn
@@ -286,8 +380,13 @@ def main(argv=None) -> int:
             # Alternate who goes first: rotate the order every repeat.
             order = impls[r % len(impls) :] + impls[: r % len(impls)]
             for impl in order:
-                runs[impl].append(_measure(task, impl, args.device))
+                runs[impl].append(
+                    _measure(task, impl, args.device, args.n_trials, args.max_iter)
+                )
         t_ours = statistics.median(m["seconds"] for m in runs["torchhpo"])
+        if task in OPTUNA_TASKS:
+            _print_optuna(task, runs)
+            continue
         if len(impls) == 1:
             print(f"{task:<12} torchhpo {t_ours:8.2f} s   (scikit-learn not run)")
             continue
@@ -345,6 +444,40 @@ def _print_halving(runs: dict[str, list[dict]]) -> None:
         f"{full['best_score']:.4f}",
         flush=True,
     )
+
+
+def _print_optuna(task: str, runs: dict) -> None:
+    """Print an OptunaSearchCV row: times, ratio, best scores, pruning figures."""
+
+    def summary(impl: str) -> str:
+        ms = runs[impl]
+        seconds = statistics.median(m["seconds"] for m in ms)
+        best = statistics.median(m["best_score"] for m in ms)
+        text = f"{impl} {seconds:8.2f} s best {best:.4f}"
+        if task != "seed-optuna":
+            pruned = statistics.median(m["n_pruned"] for m in ms)
+            saved = statistics.median(m["epochs_saved"] for m in ms)
+            total = ms[0]["epochs_total"]
+            text += (
+                f" pruned {pruned:g}/{ms[0]['n_trials']} trials,"
+                f" saved {saved:g}/{total} model-epochs"
+            )
+        return text
+
+    line = f"{task:<19} {summary('torchhpo')}"
+    if runs.get("sklearn"):
+        t_ours = statistics.median(m["seconds"] for m in runs["torchhpo"])
+        t_ref = statistics.median(m["seconds"] for m in runs["sklearn"])
+        delta = statistics.median(m["best_score"] for m in runs["torchhpo"]) - (
+            statistics.median(m["best_score"] for m in runs["sklearn"])
+        )
+        line += (
+            f"   optuna_integration: {summary('sklearn').split(' ', 1)[1]}"
+            f"   speed-up x{t_ref / t_ours:.1f}   best-score delta {delta:+.4f}"
+        )
+    else:
+        line += "   (optuna_integration not run)"
+    print(line, flush=True)
 
 
 def _print_row(row: dict) -> None:

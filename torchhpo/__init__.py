@@ -1,6 +1,8 @@
 """torchhpo: scikit-learn's hyper-parameter searches for MLPs, trained as fused packs.
 
 >>> from torchhpo import MLPClassifier, MLPRegressor, GridSearchCV, RandomizedSearchCV
+
+``torchhpo.OptunaSearchCV`` is imported on first use: it needs the ``optuna`` extra.
 """
 
 from .neural_network import MLPClassifier, MLPRegressor
@@ -19,6 +21,16 @@ __all__ = [
     "HalvingRandomSearchCV",
     "MLPClassifier",
     "MLPRegressor",
+    "OptunaSearchCV",
     "RandomizedSearchCV",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    """Import ``OptunaSearchCV`` (and Optuna) only when it is used."""
+    if name == "OptunaSearchCV":
+        from .search import OptunaSearchCV
+
+        return OptunaSearchCV
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

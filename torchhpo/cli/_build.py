@@ -80,11 +80,13 @@ def build_space(config: RunConfig) -> dict:
 
 def build_search(
     config: RunConfig, dataset: Dataset, *, progress: bool = True
-) -> tuple[GridSearchCV | RandomizedSearchCV, LossCurveRecorder]:
+) -> tuple[object, LossCurveRecorder]:
     """Return the configured search and the scorer that records fold loss curves.
 
     The folds are made here (``check_cv(cv)``, as the search would make them) and
     passed to the search as a list, so the recorder knows which fold it scores.
+    ``kind: optuna`` gives an OptunaSearchCV (:mod:`~torchhpo.cli._optuna`), which
+    scores with the configured scorer (its recorder stays empty).
 
     Parameters
     ----------
@@ -100,6 +102,14 @@ def build_search(
     recorder = LossCurveRecorder(
         clone(estimator), config.scoring, dataset.X, splits, list(space)
     )
+    if config.kind == "optuna":
+        from . import _optuna
+
+        space = _optuna.optuna_distributions(config, search_name)
+        search = _optuna.build(
+            config, estimator, space, splits, config.scoring, progress
+        )
+        return search, recorder
     options = {"scoring": recorder, "cv": splits, "progress": progress}
     if config.kind == "random":
         options.update(n_iter=config.n_iter)
@@ -112,11 +122,13 @@ def build_search(
 
 
 def count_candidates(config: RunConfig) -> int:
-    """Return how many candidates the search will try.
+    """Return how many candidates the search will try (an Optuna search: trials).
 
     A random search over lists only samples without replacement, so it tries at
     most the size of that grid (scikit-learn warns when ``n_iter`` exceeds it).
     """
+    if config.kind == "optuna":
+        return config.optuna["n_trials"]
     if config.kind == "random":
         if any(isinstance(v, Distribution) for v in config.space.values()):
             return config.n_iter

@@ -10,8 +10,8 @@ A config is a mapping (see ``configs/`` for complete examples)::
       class: MLPClassifier       # or MLPRegressor
       params: {random_state: 0}  # fixed parameters
     search:
-      kind: grid                 # or random, halving_grid, halving_random
-      space:                     # lists of values; random kinds take distributions
+      kind: grid                 # or random, halving_grid, halving_random, optuna
+      space:                     # lists of values; sampled kinds take distributions
         hidden_layer_sizes: [[50, 50], [100]]
         alpha: {loguniform: [1e-5, 1e-1]}
       cv: 5
@@ -50,6 +50,8 @@ from sklearn.metrics import get_scorer_names
 
 from .._device import resolve_device
 from ..neural_network import MLPClassifier, MLPRegressor
+from ._optuna import OPTUNA_KEYS
+from ._optuna import check_options as optuna_options
 
 
 class ConfigError(ValueError):
@@ -99,9 +101,9 @@ SYNTHETIC_DATASETS: dict[str, Callable] = {
 }
 
 PREPROCESSING = ("auto", "standardize", "none")
-SEARCH_KINDS = ("grid", "random", "halving_grid", "halving_random")
+SEARCH_KINDS = ("grid", "random", "halving_grid", "halving_random", "optuna")
 #: Kinds whose space may hold distributions (candidates are sampled).
-SAMPLED_KINDS = ("random", "halving_random")
+SAMPLED_KINDS = ("random", "halving_random", "optuna")
 #: Options of the halving kinds, with scikit-learn's defaults per kind.
 HALVING_OPTIONS = {
     "factor": 3,
@@ -217,7 +219,7 @@ class RunConfig:
     estimator : {"MLPClassifier", "MLPRegressor"}
     params : dict
         Fixed estimator parameters.
-    kind : {"grid", "random"}
+    kind : {"grid", "random", "optuna"}
     space : dict
         Parameter name -> list of values, or :class:`Distribution` (random only).
     cv : int
@@ -227,12 +229,16 @@ class RunConfig:
     n_iter : int or None
         Candidates sampled (random only).
     random_state : int or None
-        Seed of the candidate sampling (random kinds) or of the halving subsamples.
+        Seed of the candidate sampling (random kinds), of the halving subsamples, or
+        of the sampler (optuna).
     description : str or None
         Free text, kept in the run folder.
     halving : dict
         The halving kinds' options (``factor``, ``resource``, ``max_resources``,
         ``min_resources``, ``aggressive_elimination``, ``n_candidates``).
+    optuna : dict or None
+        An Optuna search's options (``n_trials``, ``sampler``, ``pruner``,
+        ``max_iter``, ``timeout``, ``storage``, ``study_name``).
     overrides : tuple of str
         The command line's ``key.path=value`` overrides applied to the file.
     """
@@ -250,6 +256,7 @@ class RunConfig:
     random_state: int | None = None
     description: str | None = None
     halving: dict = field(default_factory=dict)
+    optuna: dict | None = None
     overrides: tuple[str, ...] = ()
 
     @property
@@ -282,6 +289,8 @@ class RunConfig:
         if self.kind != "grid":
             search["random_state"] = self.random_state
         search.update(self.halving)
+        if self.kind == "optuna":
+            search.update(self.optuna, random_state=self.random_state)
         config: dict[str, Any] = {}
         if self.description is not None:
             config["description"] = self.description
@@ -522,10 +531,19 @@ class _Checker:
                 "random_state",
                 "n_candidates",
                 *HALVING_OPTIONS,
+                *OPTUNA_KEYS,
             ),
             ("kind", "space"),
         )
         kind = self.choice("search.kind", spec["kind"], SEARCH_KINDS)
+        for key in OPTUNA_KEYS if kind != "optuna" else ("n_iter",):
+            if key in spec:
+                self.fail(
+                    f"search.{key}",
+                    "only used by kind: optuna."
+                    if kind != "optuna"
+                    else "kind: optuna takes n_trials, not n_iter.",
+                )
         if kind == "grid":
             for key in ("n_iter", "random_state"):
                 if key in spec:
@@ -570,6 +588,8 @@ class _Checker:
             "cv": cv,
             "scoring": scoring,
         }
+        if kind == "optuna":
+            result["optuna"] = optuna_options(self, spec, params)
         if kind == "random":
             result["n_iter"] = self.integer(
                 "search.n_iter", spec.get("n_iter", 10), minimum=1

@@ -184,6 +184,11 @@ def run(
     except CheckpointError as error:
         raise CommandError(str(error)) from error
     seconds = time.perf_counter() - tic
+    fitted = search
+    if config.kind == "optuna":
+        from ._optuna import TrialResults
+
+        search = TrialResults(search)  # one row per trial, scikit-learn's columns
 
     run_folder = RunFolder(folder, force).open()
     run_folder.write_cv_results(search.cv_results_)
@@ -201,7 +206,11 @@ def run(
         )
     )
     run_folder.write_config(config)
-    if plots and plots_available():
+    if plots and plots_available() and config.kind == "optuna":
+        from ._optuna import write_plots as write_optuna_plots
+
+        run_folder.add(*write_optuna_plots(folder / "plots", search))
+    elif plots and plots_available():
         plots_folder = folder / "plots"
         run_folder.add(*write_plots(plots_folder, search, config, recorder, seconds))
     elif plots:
@@ -232,7 +241,7 @@ def run(
         flush=True,
     )
     return RunResult(
-        folder, config, dataset, search, recorder, seconds, list(run_folder.files)
+        folder, config, dataset, fitted, recorder, seconds, list(run_folder.files)
     )
 
 

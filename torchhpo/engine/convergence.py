@@ -39,13 +39,18 @@ class ConvergenceTracker:
     states : list of ModelState
         Starting counters per model (fresh or resumed).
     incremental : ndarray of bool
-        Models doing one ``partial_fit`` epoch.
+        Models doing ``partial_fit`` epochs.
     epochs_done : ndarray of int, optional
         Epochs each model already trained in this fit (a model continued from a
         rung): they count towards ``max_iter``.
+    incremental_epochs : ndarray of int, optional
+        ``partial_fit`` epochs each incremental model runs in this call (default
+        1): it stops after them, whatever its convergence counters say.
     """
 
-    def __init__(self, hypers, states, incremental, epochs_done=None) -> None:
+    def __init__(
+        self, hypers, states, incremental, epochs_done=None, incremental_epochs=None
+    ) -> None:
         self.is_sgd = np.array([h.solver == "sgd" for h in hypers])
         self.schedule = np.array([_SCHEDULES[h.learning_rate] for h in hypers])
         self.learning_rate_init = np.array([h.learning_rate_init for h in hypers])
@@ -58,6 +63,11 @@ class ConvergenceTracker:
         self.n_iter = np.zeros(len(hypers), dtype=np.int64)
         if epochs_done is not None:
             self.n_iter += np.asarray(epochs_done, dtype=np.int64)
+        self.incremental_stop = self.n_iter + (
+            1
+            if incremental_epochs is None
+            else np.asarray(incremental_epochs, dtype=np.int64)
+        )
         self.t = np.array([s.t for s in states], dtype=np.int64)
         self.no_improvement = np.array([s.no_improvement_count for s in states])
         self.best_loss = np.array(
@@ -135,7 +145,9 @@ class ConvergenceTracker:
         self.no_improvement = np.where(lowers_rate, 0, self.no_improvement)
 
         hit_max = ~converged & ~self.incremental & (self.n_iter >= self.max_iter)
-        converged = converged | (self.incremental & ~converged)
+        # partial_fit epochs: scikit-learn's "stop" only ends one partial_fit call.
+        done = self.incremental & (self.n_iter >= self.incremental_stop)
+        converged = (converged & ~self.incremental) | done
         return EpochOutcome(
             converged=converged, hit_max_iter=hit_max, improved=improved
         )

@@ -224,9 +224,12 @@ class Pack:
             states,
             [t.incremental for t in self.tasks],
             epochs_done=self.epochs_done,
+            incremental_epochs=[t.incremental_epochs for t in self.tasks],
         )
         max_epochs = max(
-            1 if t.incremental else max(h.max_iter - t.epochs_done, 1)
+            t.incremental_epochs
+            if t.incremental
+            else max(h.max_iter - t.epochs_done, 1)
             for h, t in zip(hypers, self.tasks, strict=True)
         )
         self.loss_history = np.full((len(tasks), max_epochs), np.nan)

@@ -134,6 +134,11 @@ class ModelTask:
     incremental : bool
         ``partial_fit`` semantics: one epoch, no ``max_iter`` warning, the
         optimizer state in ``init`` is continued.
+    incremental_epochs : int
+        With ``incremental``: how many ``partial_fit`` epochs to run, as if
+        ``partial_fit`` were called that many times (``max_iter`` and the
+        convergence rule never stop the model; ``tol`` / ``n_iter_no_change``
+        still drive the ``adaptive`` learning rate, as in scikit-learn). Default 1.
     epochs_done : int
         Epochs of this same fit already trained: ``init`` is the
         :attr:`ModelResult.resume` state of a model paused after that many epochs,
@@ -159,6 +164,7 @@ class ModelTask:
     seed: int = 0
     init: ModelState | None = None
     incremental: bool = False
+    incremental_epochs: int = 1
     epochs_done: int = 0
     resumable: bool = False
     score_index: np.ndarray | None = None

@@ -19,13 +19,19 @@
 4. store each result on its estimator (``_apply_result``), then score it through
    scikit-learn's ``_fit_and_score`` (:mod:`~torchhpo.search._replay`).
 
+With ``partial_fit_epochs`` (Optuna's pruning), each fused model is trained as that
+many ``partial_fit`` epochs instead of a ``fit``, its CV test fold is scored after
+every epoch, its candidate's folds are kept in one pack, and an
+:class:`~torchhpo.engine.policy.EpochPolicy` made per engine call may stop models.
+
 Candidates of other estimators, and folds a view cannot serve, run per fit through
 scikit-learn's ``_fit_and_score`` itself. Results come back in scikit-learn's order.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from itertools import product
 
 import numpy as np
@@ -34,14 +40,19 @@ from sklearn.model_selection._validation import _fit_and_score
 from sklearn.utils.parallel import delayed
 
 from .._device import resolve_device, resolve_dtype
-from ..engine import DeviceData, ModelResult, train_models
+from ..engine import DeviceData, ModelResult, ModelTask, train_models
+from ..engine.policy import EpochPolicy
 from ..neural_network import BaseMLP
+from ..neural_network._base import _STOCHASTIC_SOLVERS
 from ._checkpoint import Journal, model_key
 from ._continuations import Continuations
 from ._estimators import FusedForm, fused_form
 from ._progress import progress_bar
 from ._replay import collect_convergence_warnings, replay_fit_and_score
 from ._views import View, Views
+
+#: Makes the epoch policy of one engine call from its tasks' (candidate, fold).
+PolicyFactory = Callable[[list[tuple[int, int]]], EpochPolicy]
 
 
 @dataclass
@@ -159,6 +170,8 @@ class FusedScheduler:
         self.journal = journal
         self.continuations = continuations
         self.n_evaluated = 0  # candidates of earlier evaluate calls (journal index)
+        self.partial_fit_epochs: int | None = None
+        self.policy: PolicyFactory | None = None
 
     # -- planning -----------------------------------------------------------------
     def _form(self, estimator) -> FusedForm | None:
@@ -182,7 +195,13 @@ class FusedScheduler:
             for c, form in enumerate(forms)
             if form is not None
         }
-        views = Views(self.X, self.y, splits, self.kwargs["fit_params"])
+        views = Views(
+            self.X,
+            self.y,
+            splits,
+            self.kwargs["fit_params"],
+            partial_fit=self.partial_fit_epochs is not None,
+        )
         fused, per_fit = [], []
         pairs = product(range(len(configured)), range(len(splits)))
         for index, (c, s) in enumerate(pairs):
@@ -257,10 +276,10 @@ class FusedScheduler:
             X, Y, sw = _stack(views)
             tasks, trained = [], []
             for model in members:
-                train = splits[model.index % len(splits)][0]
-                rows = model.view.rows(train) + offsets[id(model.view)]
+                train, test = splits[model.index % len(splits)]
+                offset = offsets[id(model.view)]
                 try:
-                    task = model.mlp._build_task(Y, rows)
+                    task = self._task(model, Y, train, test, offset, len(splits))
                 except Exception as exc:
                     self._failed(model, exc)
                     continue
@@ -287,6 +306,9 @@ class FusedScheduler:
                 device=device,
                 dtype=dtype,
             )
+            policy = None
+            if self.policy is not None:
+                policy = self.policy([divmod(m.index, len(splits)) for m in trained])
             results = train_models(
                 data,
                 tasks,
@@ -294,8 +316,11 @@ class FusedScheduler:
                 devices=self.search._engine_devices(),
                 backend=self.search.backend,
                 on_finished=bar.fits_done,
-                on_result=self._on_result(trained, bar),
+                on_result=_chain(
+                    self._on_result(trained, bar), getattr(policy, "finished", None)
+                ),
                 on_epochs=bar.epochs,
+                policy=policy,
             )
             for model, result in zip(trained, results, strict=True):
                 model.result = result
@@ -305,6 +330,28 @@ class FusedScheduler:
                     self.continuations.store(
                         model.continuation, model.mlp._hyperparams(), model.result
                     )
+
+    def _task(self, model: _Model, Y, train, test, offset, n_splits) -> ModelTask:
+        """Describe a model's training: a ``fit``, or ``partial_fit`` epochs."""
+        rows = model.view.rows(train) + offset
+        if self.partial_fit_epochs is None:
+            return model.mlp._build_task(Y, rows)
+        solver = model.mlp.solver
+        if solver not in _STOCHASTIC_SOLVERS:  # what MLP.partial_fit raises
+            raise AttributeError(
+                "partial_fit is only available for stochastic optimizers. "
+                f"{solver} is not stochastic."
+            )
+        task = model.mlp._build_task(Y, rows, incremental=True)
+        score_rows = model.view.test_rows(test)
+        if score_rows is not None:
+            score_rows = score_rows + offset
+        return replace(
+            task,
+            incremental_epochs=self.partial_fit_epochs,
+            score_index=score_rows,
+            group=model.index // n_splits,
+        )
 
     def _apply(self, models: list[_Model]) -> None:
         """Store results as fitted attributes; training failures become errors."""
@@ -320,7 +367,16 @@ class FusedScheduler:
                 model.fitted = model.form.assemble(model.mlp, model.view.prefix)
 
     # -- the whole evaluation -----------------------------------------------------
-    def evaluate(self, base_estimator, candidate_params, splits, contexts) -> list:
+    def evaluate(
+        self,
+        base_estimator,
+        candidate_params,
+        splits,
+        contexts,
+        *,
+        partial_fit_epochs: int | None = None,
+        policy: PolicyFactory | None = None,
+    ) -> list:
         """Return ``_fit_and_score`` results for every (candidate, fold), in order.
 
         Parameters
@@ -333,7 +389,18 @@ class FusedScheduler:
             The folds, in order.
         contexts : list
             scikit-learn callback contexts, one per (candidate, fold), or Nones.
+        partial_fit_epochs : int, optional
+            Train fused models as this many ``partial_fit`` epochs (a stochastic
+            solver, no ``early_stopping``), scoring each one's CV test fold after
+            every epoch, instead of a ``fit``.
+        policy : callable, optional
+            Called with each engine call's ``(candidate, fold)`` per task, in task
+            order; returns the :class:`~torchhpo.engine.policy.EpochPolicy` that
+            may stop that call's models after any epoch (Optuna's pruners). A
+            ``finished(task_index, result)`` method of the policy, if any, is
+            called as each model of that call finishes.
         """
+        self.partial_fit_epochs, self.policy = partial_fit_epochs, policy
         n_candidates, n_splits = len(candidate_params), len(splits)
         configured = [
             clone(base_estimator).set_params(**clone(params, safe=False))
@@ -403,6 +470,21 @@ class FusedScheduler:
             refit = self.search.refit
             bar.scores(results, n_splits, refit if isinstance(refit, str) else None)
         return results
+
+
+def _chain(*callbacks):
+    """Return one ``on_result`` callback calling each given one (None: none)."""
+    callbacks = [c for c in callbacks if c is not None]
+    if not callbacks:
+        return None
+    if len(callbacks) == 1:
+        return callbacks[0]
+
+    def call(index: int, result: ModelResult) -> None:
+        for callback in callbacks:
+            callback(index, result)
+
+    return call
 
 
 def _stack(views: list[View]):

@@ -49,6 +49,9 @@ class View:
         Seconds spent fitting ``prefix`` (shared by the models using the view).
     n_models : int
         Models trained on the view.
+    n_train : int
+        With ``whole=False``: the fold's training rows come first, then (for
+        ``partial_fit`` scoring) its test rows, through the same earlier steps.
     """
 
     X: np.ndarray
@@ -59,6 +62,11 @@ class View:
     prefix: list = field(default_factory=list)
     prefix_time: float = 0.0
     n_models: int = 0
+    n_train: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_train is None:
+            self.n_train = len(self.X)
 
     @property
     def n_outputs(self) -> int:
@@ -68,7 +76,15 @@ class View:
         """Return the view's rows holding the fold with training indices ``train``."""
         if self.whole:
             return np.asarray(train, dtype=np.int64)
-        return np.arange(len(self.X), dtype=np.int64)
+        return np.arange(self.n_train, dtype=np.int64)
+
+    def test_rows(self, test: np.ndarray) -> np.ndarray | None:
+        """Return the view's rows holding the fold's test rows, None if it has none."""
+        if self.whole:
+            return np.asarray(test, dtype=np.int64)
+        if self.n_train == len(self.X):
+            return None
+        return np.arange(self.n_train, len(self.X), dtype=np.int64)
 
 
 def _validate(mlp: BaseMLP, X, y, sample_weight):
@@ -115,10 +131,16 @@ class Views:
         The folds.
     fit_params : dict
         Fit params routed to the estimator (whole length; split per fold here).
+    partial_fit : bool
+        The models train by ``partial_fit`` with the whole target's classes, so a
+        fold lacking a class is encoded as the whole target and is served too.
     """
 
-    def __init__(self, X, y, splits, fit_params: dict) -> None:
+    def __init__(
+        self, X, y, splits, fit_params: dict, partial_fit: bool = False
+    ) -> None:
         self.X, self.y, self.splits, self.fit_params = X, y, splits, fit_params
+        self.partial_fit = partial_fit
         self._whole: dict = {}
         self._folds: dict = {}
         self._encodings: dict = {}
@@ -138,7 +160,9 @@ class Views:
         if view is None:
             return None
         train = self.splits[split][0]
-        return view if _has_every_class(view.Y, view.rows(train), view.attrs) else None
+        if self.partial_fit or _has_every_class(view.Y, view.rows(train), view.attrs):
+            return view
+        return None
 
     def _whole_view(self, mlp: BaseMLP) -> View | None:
         key = type(mlp)
@@ -204,4 +228,35 @@ class Views:
             return exc
         if not _same_encoding(attrs, encoding):
             return None
-        return View(X, Y, sw, attrs, False, list(prefix.steps), prefix_time)
+        view = View(X, Y, sw, attrs, False, list(prefix.steps), prefix_time)
+        if self.partial_fit:
+            _append_test_rows(view, prefix, self.X, self.y, self.splits[split])
+        return view
+
+
+def _append_test_rows(view: View, prefix, X, y, split) -> None:
+    """Append a fold's test rows, through its fitted earlier steps, for scoring.
+
+    Left out (the fold is then not scored per epoch) when they cannot be encoded.
+    """
+    test = split[1]
+    try:
+        Xt = prefix.transform(_safe_indexing(X, test))
+        if sp.issparse(Xt):
+            Xt = Xt.toarray()
+        Xt = np.asarray(Xt, dtype=view.X.dtype)
+        y_test = _safe_indexing(y, test)
+        binarizer = view.attrs.get("_label_binarizer")
+        if binarizer is not None:
+            Yt = binarizer.transform(y_test).astype(view.Y.dtype)
+        else:
+            Yt = np.asarray(y_test, dtype=view.Y.dtype)
+        Yt = Yt.reshape(len(Xt), -1)
+        if Xt.shape[1] != view.X.shape[1] or Yt.shape[1] != view.Y.shape[1]:
+            return
+    except Exception:
+        return
+    view.X = np.concatenate([view.X, Xt])
+    view.Y = np.concatenate([view.Y, Yt])
+    if view.sample_weight is not None:
+        view.sample_weight = np.concatenate([view.sample_weight, np.ones(len(Xt))])

@@ -1,0 +1,281 @@
+"""``search.kind: optuna``: an OptunaSearchCV run from a config (the ``optuna`` extra).
+
+A config's Optuna search::
+
+    search:
+      kind: optuna
+      space:                         # lists -> categorical; distributions as usual
+        hidden_layer_sizes: [[50, 50], [100]]
+        alpha: {loguniform: [1e-5, 1e-1]}
+      n_trials: 20                   # trials the study should hold in the end
+      timeout: null                  # seconds; no new batch after it
+      sampler: tpe                   # tpe | random
+      pruner: median                 # median | hyperband | successive_halving | none
+      max_iter: 200                  # partial_fit epochs per fold when pruning
+      storage: sqlite:///search.db   # optional: optuna-dashboard, continuation
+      study_name: seed_optuna        # default: the config file's name
+      random_state: 0                # seeds the sampler
+
+With ``storage``, a rerun of the same config loads the study and runs only the
+trials it lacks. The run folder's ``cv_results.csv`` holds one row per trial (its
+number, state, the epoch it was pruned at, parameters, scores, rank), the
+leaderboard ranks the completed trials, and the plots are the optimization history
+and each trial's intermediate scores per epoch, pruned trials marked where they
+stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+#: Keys of ``search`` only an Optuna search takes.
+OPTUNA_KEYS = (
+    "n_trials",
+    "timeout",
+    "sampler",
+    "pruner",
+    "max_iter",
+    "storage",
+    "study_name",
+)
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "hyperband", "successive_halving", "none")
+PLOT_FILES = ("optimization_history.png", "intermediate_values.png")
+
+
+def check_options(checker, spec: dict, params: dict) -> dict:
+    """Check an Optuna search's keys; return them with defaults filled.
+
+    Parameters
+    ----------
+    checker : _Checker
+        The config checker (its ``fail`` names the key).
+    spec : dict
+        The ``search`` section.
+    params : dict
+        Fixed estimator parameters (``max_iter`` defaults to theirs).
+    """
+    options = {
+        "n_trials": checker.integer("search.n_trials", spec.get("n_trials", 20), 0),
+        "sampler": checker.choice(
+            "search.sampler", spec.get("sampler", "tpe"), SAMPLERS
+        ),
+        "pruner": checker.choice(
+            "search.pruner", spec.get("pruner", "median"), PRUNERS
+        ),
+        "max_iter": checker.integer(
+            "search.max_iter", spec.get("max_iter", params.get("max_iter", 200)), 1
+        ),
+        "timeout": spec.get("timeout"),
+        "storage": spec.get("storage"),
+        "study_name": spec.get("study_name"),
+    }
+    timeout = options["timeout"]
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or timeout <= 0
+    ):
+        checker.fail(
+            "search.timeout", f"expected seconds > 0 or null, got {timeout!r}."
+        )
+    for key in ("storage", "study_name"):
+        if options[key] is not None and not isinstance(options[key], str):
+            checker.fail(f"search.{key}", f"expected text, got {options[key]!r}.")
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        checker.fail(
+            "search.kind",
+            "kind: optuna needs Optuna: pip install 'torchhpo[optuna]'.",
+        )
+    return options
+
+
+def optuna_distributions(config, search_name) -> dict:
+    """Return the config's space as Optuna distributions (search parameter names).
+
+    Lists become categoricals (layer-size lists as ``"50,50"`` strings, which
+    OptunaSearchCV reads back as tuples); ``loguniform`` / ``uniform`` become float
+    distributions, ``randint [a, b]`` the integers ``a <= k < b``.
+    """
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    from ._config import Distribution
+
+    space = {}
+    for name, values in config.space.items():
+        if isinstance(values, Distribution):
+            if values.kind == "randint":
+                dist = IntDistribution(int(values.low), int(values.high) - 1)
+            else:
+                dist = FloatDistribution(
+                    values.low, values.high, log=values.kind == "loguniform"
+                )
+        else:
+            dist = CategoricalDistribution(
+                [
+                    ",".join(str(v) for v in value)
+                    if isinstance(value, tuple)
+                    else value
+                    for value in values
+                ]
+            )
+        space[search_name(config, name)] = dist
+    return space
+
+
+def build(config, estimator, space: dict, cv, scoring, progress: bool):
+    """Return the configured OptunaSearchCV and its study (loaded if stored)."""
+    import optuna
+
+    from ..search import OptunaSearchCV
+
+    options = config.optuna
+    seed = config.random_state
+    sampler = (
+        optuna.samplers.TPESampler(seed=seed)
+        if options["sampler"] == "tpe"
+        else optuna.samplers.RandomSampler(seed=seed)
+    )
+    pruner = {
+        "median": optuna.pruners.MedianPruner,
+        "hyperband": optuna.pruners.HyperbandPruner,
+        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+        "none": optuna.pruners.NopPruner,
+    }[options["pruner"]]()
+    study = optuna.create_study(
+        storage=options["storage"],
+        study_name=options["study_name"] or config.source.stem,
+        direction="maximize",
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=options["storage"] is not None,
+    )
+    finished = sum(t.state.is_finished() for t in study.trials)
+    return OptunaSearchCV(
+        estimator,
+        space,
+        cv=cv,
+        scoring=scoring,
+        study=study,
+        n_trials=max(options["n_trials"] - finished, 0),
+        timeout=options["timeout"],
+        enable_pruning=options["pruner"] != "none",
+        max_iter=options["max_iter"],
+        progress=progress,
+    )
+
+
+class TrialResults:
+    """A fitted OptunaSearchCV seen as the command line's other searches are.
+
+    ``cv_results_`` is one row per trial with scikit-learn's column names (so the
+    run folder's CSV and the leaderboard work unchanged) plus ``number``,
+    ``state`` and ``pruned_at_epoch``; ranks order the completed trials first.
+
+    Parameters
+    ----------
+    search : OptunaSearchCV
+        The fitted search.
+    """
+
+    def __init__(self, search) -> None:
+        self.search = search
+        trials = search.trials_
+        self.trials = trials
+        self.n_splits_ = search.n_splits_
+        self.best_estimator_ = search.best_estimator_
+        self.best_score_ = search.best_score_
+        names = list(search.param_distributions)
+        results: dict = {
+            "number": [t.number for t in trials],
+            "state": [t.state.name for t in trials],
+            "pruned_at_epoch": [
+                t.last_step + 1 if t.state.name == "PRUNED" else None for t in trials
+            ],
+        }
+        for key in ("mean_fit_time", "std_fit_time"):
+            results[key] = [t.user_attrs.get(key, np.nan) for t in trials]
+        for name in names:
+            results[f"param_{name}"] = [t.params.get(name) for t in trials]
+        results["params"] = [dict(t.params) for t in trials]
+        for k in range(self.n_splits_):
+            key = f"split{k}_test_score"
+            results[key] = [t.user_attrs.get(key, np.nan) for t in trials]
+        for key in ("mean_test_score", "std_test_score"):
+            results[key] = [float(t.user_attrs.get(key, np.nan)) for t in trials]
+        complete = np.array([t.state.name == "COMPLETE" for t in trials])
+        value = np.array([t.value if t.value is not None else np.nan for t in trials])
+        key = np.where(complete & np.isfinite(value), -value, np.inf)
+        order = np.lexsort((np.arange(len(trials)), key))
+        rank = np.empty(len(trials), dtype=np.int32)
+        rank[order] = np.arange(1, len(trials) + 1)
+        results["rank_test_score"] = rank
+        self.cv_results_ = results
+        best = search.best_trial_.number
+        self.best_index_ = results["number"].index(best)
+        self.best_params_ = dict(search.best_params_)
+
+
+def write_plots(folder: Path, results: TrialResults) -> list[Path]:
+    """Write the optimization history and the intermediate values; return paths."""
+    from ._plots import _figure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    trials = results.trials
+    paths = [folder / name for name in PLOT_FILES]
+
+    figure = _figure(7.0, 4.2)
+    ax = figure.add_subplot()
+    done = [(t.number, t.value) for t in trials if t.state.name == "COMPLETE"]
+    pruned = [
+        (t.number, t.value)
+        for t in trials
+        if t.state.name == "PRUNED" and t.value is not None
+    ]
+    if done:
+        x, y = zip(*done, strict=True)
+        ax.plot(x, y, "o", color="tab:blue", label="completed trial")
+        best = np.maximum.accumulate(np.asarray(y, dtype=float))
+        ax.step(x, best, where="post", color="tab:red", label="best so far")
+    if pruned:
+        x, y = zip(*pruned, strict=True)
+        ax.plot(x, y, "x", color="tab:gray", label="pruned (last reported)")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("objective (mean CV test score)")
+    ax.set_title("Optimization history")
+    if done or pruned:
+        ax.legend(loc="lower right")
+    figure.savefig(paths[0])
+
+    figure = _figure(7.0, 4.2)
+    ax = figure.add_subplot()
+    for t in trials:
+        steps = sorted(t.intermediate_values)
+        if not steps:
+            continue
+        epochs = [s + 1 for s in steps]
+        values = [t.intermediate_values[s] for s in steps]
+        if t.state.name == "PRUNED":
+            ax.plot(epochs, values, color="tab:gray", alpha=0.5, linewidth=1)
+            ax.plot(epochs[-1], values[-1], "x", color="tab:red")
+        else:
+            ax.plot(epochs, values, color="tab:blue", alpha=0.7, linewidth=1)
+    n_pruned = sum(t.state.name == "PRUNED" for t in trials)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean test-fold score")
+    ax.set_title(
+        f"Intermediate values: {n_pruned} of {len(trials)} trials pruned "
+        "(x: the epoch a trial was pruned at)"
+        if any(t.intermediate_values for t in trials)
+        else "No intermediate values (pruning off)"
+    )
+    figure.savefig(paths[1])
+    return paths
