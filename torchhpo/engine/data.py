@@ -45,6 +45,32 @@ class DeviceData:
         """Output activation implied by the target kind and loss."""
         return OUTPUT_ACTIVATION[(self.target_kind, self.loss)]
 
+    def augmented_X(self) -> torch.Tensor:
+        """Return ``X`` with a column of ones appended (made once, then kept).
+
+        The fused step's inputs: with it, a layer's bias is one more row of its
+        weight block (see :mod:`torchhpo.engine.step`).
+        """
+        X = self.X
+        source, cached = self.__dict__.get("_augmented_X", (None, None))
+        if source is not X:
+            cached = torch.cat([X, torch.ones_like(X[:, :1])], dim=1)
+            self.__dict__["_augmented_X"] = (X, cached)
+        return cached
+
+    def transposed_Y(self) -> torch.Tensor:
+        """Return ``Y.T`` contiguous, ``(n_outputs, n_samples)`` (made once, then kept).
+
+        The fused step gathers targets in this layout (see
+        :mod:`torchhpo.engine.step`).
+        """
+        Y = self.Y
+        source, cached = self.__dict__.get("_transposed_Y", (None, None))
+        if source is not Y:
+            cached = Y.t().contiguous()
+            self.__dict__["_transposed_Y"] = (Y, cached)
+        return cached
+
     @property
     def device(self) -> torch.device:
         """Device holding the data."""

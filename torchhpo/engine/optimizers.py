@@ -66,7 +66,96 @@ class OptimizerHyper:
     def set_learning_rate(self, values: torch.Tensor) -> None:
         """Replace the per-model learning rates (SGD schedules, once per epoch)."""
         self.learning_rate.copy_(values)
-        self.__dict__.pop("_columns", None)
+        # In place: a captured CUDA graph reads these very tensors.
+        for cols in self.__dict__.get("_columns", {}).values():
+            column = cols["learning_rate"]
+            column.copy_(self.learning_rate.to(column.dtype).view_as(column))
+
+
+def adam_rates(hyper: OptimizerHyper, steps: torch.Tensor) -> torch.Tensor:
+    """Return Adam's ``lr_t = lr_init sqrt(1 - b2**t) / (1 - b1**t)`` in float64.
+
+    Parameters
+    ----------
+    hyper : OptimizerHyper
+    steps : Tensor of float64, shape (..., M)
+        Time steps ``t`` of the models (after the increment of the update).
+    """
+    return (
+        hyper.learning_rate
+        * torch.sqrt(1 - hyper.beta_2**steps)
+        / (1 - hyper.beta_1**steps)
+    )
+
+
+def adam_update_(
+    p: torch.Tensor,
+    g: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    cols: dict[str, torch.Tensor],
+    lr: torch.Tensor,
+    tmp: torch.Tensor | None = None,
+) -> None:
+    """Apply Adam's update to one parameter tensor in place.
+
+    Parameters
+    ----------
+    p, g, m, v : Tensor of shape (M, ...)
+        Parameters, gradients, first and second moments of M models.
+    cols : dict of str to Tensor
+        ``beta_1``, ``one_minus_beta_1``, ``beta_2``, ``one_minus_beta_2`` and
+        ``epsilon`` as ``(M, 1, 1)`` columns (:meth:`OptimizerHyper.columns`).
+    lr : Tensor of shape (M, 1, 1)
+        This step's ``lr_t`` (:func:`adam_rates`).
+    tmp : Tensor shaped like ``p``, optional
+        Scratch space. With it the update allocates nothing and overwrites ``g``;
+        without, ``g`` is left alone.
+    """
+    m.mul_(cols["beta_1"]).addcmul_(cols["one_minus_beta_1"], g)
+    if tmp is None:
+        v.mul_(cols["beta_2"]).addcmul_(cols["one_minus_beta_2"], g * g)
+        p.addcdiv_(m * lr, v.sqrt().add_(cols["epsilon"]), value=-1)
+        return
+    v.mul_(cols["beta_2"]).addcmul_(cols["one_minus_beta_2"], torch.mul(g, g, out=tmp))
+    torch.sqrt(v, out=tmp).add_(cols["epsilon"])
+    p.addcdiv_(torch.mul(m, lr, out=g), tmp, value=-1)
+
+
+def sgd_update_(
+    p: torch.Tensor,
+    g: torch.Tensor,
+    vel: torch.Tensor,
+    lr: torch.Tensor,
+    mu: torch.Tensor,
+    nesterov: bool,
+    tmp: torch.Tensor | None = None,
+) -> None:
+    """Apply SGD-with-momentum's update to one parameter tensor in place.
+
+    Parameters
+    ----------
+    p, g, vel : Tensor of shape (M, ...)
+        Parameters, gradients and velocities of M models.
+    lr, mu : Tensor of shape (M, 1, 1)
+        Learning rates and momenta.
+    nesterov : bool
+    tmp : Tensor shaped like ``p``, optional
+        Unused (the update needs no scratch space); accepted for symmetry with
+        :func:`adam_update_`.
+    """
+    # addcmul with -lr computes vel + g * (-lr), bit for bit vel - lr * g; the
+    # Nesterov step recomputes it rather than keeping it: 4 passes instead of 6.
+    neg_lr = -lr
+    vel.mul_(mu).addcmul_(g, neg_lr)
+    if nesterov:
+        p.addcmul_(vel, mu).addcmul_(g, neg_lr)
+    else:
+        p.add_(vel)
+
+
+def _slice_columns(cols: dict[str, torch.Tensor], start: int, stop: int) -> dict:
+    return {name: c[start:stop] for name, c in cols.items()}
 
 
 def adam_step_(
@@ -82,21 +171,11 @@ def adam_step_(
     dtype = params[0].dtype
     step = hyper.step[start:stop]
     step.add_(1)
-    b1 = hyper.beta_1[start:stop]
-    b2 = hyper.beta_2[start:stop]
-    lr = hyper.learning_rate[start:stop] * torch.sqrt(1 - b2**step) / (1 - b1**step)
-    lr = lr.to(dtype).view(-1, 1, 1)
-    cols = hyper.columns(dtype)
-    b1c, omb1 = cols["beta_1"][start:stop], cols["one_minus_beta_1"][start:stop]
-    b2c, omb2 = cols["beta_2"][start:stop], cols["one_minus_beta_2"][start:stop]
-    eps = cols["epsilon"][start:stop]
+    lr = adam_rates(hyper, hyper.step)[start:stop].to(dtype).view(-1, 1, 1)
+    cols = _slice_columns(hyper.columns(dtype), start, stop)
     for p, g, m, v in zip(params, grads, first, second, strict=True):
-        g = g[start:stop]
-        m = m[start:stop]
-        v = v[start:stop]
-        m.mul_(b1c).addcmul_(omb1, g)
-        v.mul_(b2c).addcmul_(omb2, g * g)
-        p[start:stop].addcdiv_(m * lr, v.sqrt().add_(eps), value=-1)
+        views = (t[start:stop] for t in (p, g, m, v))
+        adam_update_(*views, cols, lr)
 
 
 def sgd_step_(
@@ -109,14 +188,7 @@ def sgd_step_(
     nesterov: bool,
 ) -> None:
     """Apply one SGD-with-momentum update in place to models ``[start, stop)``."""
-    cols = hyper.columns(params[0].dtype)
-    lr = cols["learning_rate"][start:stop]
-    mu = cols["momentum"][start:stop]
+    cols = _slice_columns(hyper.columns(params[0].dtype), start, stop)
+    lr, mu = cols["learning_rate"], cols["momentum"]
     for p, g, vel in zip(params, grads, velocity, strict=True):
-        step = lr * g[start:stop]
-        vel = vel[start:stop]
-        vel.mul_(mu).sub_(step)
-        if nesterov:
-            p[start:stop].add_(vel * mu).sub_(step)
-        else:
-            p[start:stop].add_(vel)
+        sgd_update_(p[start:stop], g[start:stop], vel[start:stop], lr, mu, nesterov)

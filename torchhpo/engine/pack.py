@@ -19,14 +19,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from . import functional as F
 from . import rng
+from .buffers import BlockAttribute
 from .convergence import ConvergenceTracker
+from .cuda_graphs import GraphedEpoch, epoch_runner
 from .data import DeviceData
-from .optimizers import OptimizerHyper, adam_step_, sgd_step_
+from .optimizers import OptimizerHyper
 from .policy import EpochPolicy
 from .scores import ScoreRows, pad_rows
 from .spec import ModelResult, ModelState, ModelTask, OptimizerState
+from .step import FusedStep
 
 _OPT_ORDER = {"adam": 0, "sgd": 1, "nesterov": 2}
 
@@ -112,7 +114,21 @@ class Pack:
     policy : EpochPolicy, optional
         Decides after each epoch which models stop early (see
         :mod:`~torchhpo.engine.policy`).
+
+    Notes
+    -----
+    The per-layer lists ``weights``, ``biases``, ``first``, ``second``,
+    ``best_weights`` and ``best_biases`` are views into per-layer augmented blocks
+    (:mod:`~torchhpo.engine.buffers`), which the fused step
+    (:mod:`~torchhpo.engine.step`) updates; assigning new lists replaces the blocks.
     """
+
+    weights = BlockAttribute("_params", "weights")
+    biases = BlockAttribute("_params", "biases")
+    first = BlockAttribute("_first", "both")
+    second = BlockAttribute("_second", "both")
+    best_weights = BlockAttribute("_best", "weights")
+    best_biases = BlockAttribute("_best", "biases")
 
     def __init__(
         self,
@@ -326,50 +342,67 @@ class Pack:
         denom = torch.where(denom > 0, denom, torch.ones_like(denom))
         return idx, weight, denom
 
+    def _fused_step(self) -> FusedStep:
+        """Return the step kernel for the pack's current tensors (built on change)."""
+        params = self._params.blocks
+        first, second = self._first.blocks, self._second.blocks
+        inactive = {s: self.inactive[s] for s in sorted(self.uneven_steps)}
+        refs = (*params, *first, *second, self.opt, self.alpha, self.act_runs)
+        refs += (self.opt_runs, self.inactive, self.width, self.data, self.valid)
+        cached = self.__dict__.get("_fused")
+        if (
+            cached is None
+            or len(cached[0]) != len(refs)
+            or any(a is not b for a, b in zip(cached[0], refs, strict=True))
+        ):
+            data = self.data
+            kernel = FusedStep(
+                data.augmented_X(),
+                data.transposed_Y(),
+                data.loss,
+                data.out_activation,
+                params,
+                first,
+                second,
+                self.opt,
+                self.alpha,
+                self.act_runs,
+                self.opt_runs,
+                self.width,
+                inactive,
+                self._masked_steps(),
+            )
+            runner = epoch_runner(kernel, data.device)
+            cached = self._fused = (refs, kernel, runner)
+        return cached[1]
+
+    def _epoch_runner(self) -> FusedStep | GraphedEpoch:
+        """Return what runs an epoch's steps: the kernel, or its CUDA graph."""
+        self._fused_step()
+        return self._fused[2]
+
+    def _masked_steps(self) -> set[int] | None:
+        """Steps with padding rows (every step where sample weights may be 0)."""
+        if self.data.sample_weight is not None:
+            return None
+        padded = (self.valid == 0).flatten(1).any(dim=1)
+        return {int(s) for s in torch.nonzero(padded).flatten().tolist()}
+
     def _step(self, idx, weight, denom, count, loss_acc, step_index):
-        data = self.data
-        M, B = idx.shape
-        flat = idx.view(-1)
-        xb = data.X.index_select(0, flat).view(M, B, -1)
-        yb = data.Y.index_select(0, flat).view(M, B, -1)
-        acts = F.forward(
-            xb, self.weights, self.biases, self.act_runs, data.out_activation
+        """Run one step of every model (see :meth:`FusedStep.step`)."""
+        w3 = weight.unsqueeze(1)
+        scale = denom.reciprocal().view(-1, 1, 1)
+        self._fused_step().step(
+            idx,
+            w3,
+            w3 * scale,
+            self.alpha * scale,
+            w3 == 0,
+            denom,
+            count,
+            loss_acc,
+            step_index,
         )
-        loss = F.per_model_loss(
-            acts[-1], yb, weight, denom, data.loss, data.out_activation
-        )
-        penalty = F.squared_weight_sum(self.weights) * self.alpha.view(-1) * 0.5
-        loss_acc.add_((loss + penalty / denom) * count)
-        coef_grads, intercept_grads = F.backward(
-            acts, yb, weight, denom, self.weights, self.alpha, self.act_runs
-        )
-        saved = None
-        if step_index in self.uneven_steps:
-            saved = self._snapshot(self.inactive[step_index])
-        params = self.weights + self.biases
-        grads = coef_grads + intercept_grads
-        for start, stop, kind in self.opt_runs:
-            if kind == "adam":
-                adam_step_(
-                    params, grads, self.first, self.second, self.opt, start, stop
-                )
-            else:
-                sgd_step_(
-                    params, grads, self.first, self.opt, start, stop, kind == "nesterov"
-                )
-        if saved is not None:
-            self._restore(self.inactive[step_index], saved)
-
-    def _snapshot(self, index: torch.Tensor):
-        tensors = self.weights + self.biases + self.first + self.second
-        return [t.index_select(0, index) for t in tensors], self.opt.step[index]
-
-    def _restore(self, index: torch.Tensor, saved) -> None:
-        tensors = self.weights + self.biases + self.first + self.second
-        values, step = saved
-        for t, v in zip(tensors, values, strict=True):
-            t.index_copy_(0, index, v)
-        self.opt.step.index_copy_(0, index, step)
 
     def run_epoch(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Run one epoch of every model.
@@ -385,8 +418,7 @@ class Pack:
         loss_acc = torch.zeros(
             self.size, dtype=self.data.dtype, device=self.data.device
         )
-        for s in range(self.n_steps):
-            self._step(idx[s], weight[s], denom[s], self.count[s], loss_acc, s)
+        self._epoch_runner().run(idx, weight, denom, self.count, loss_acc)
         self.epochs += 1
         losses = loss_acc / self.n_train.to(loss_acc.dtype)
         rows = [losses.double()]
@@ -403,12 +435,7 @@ class Pack:
 
     def _save_best(self, improved: np.ndarray) -> None:
         index = torch.from_numpy(np.flatnonzero(improved)).to(self.data.device)
-        for best, cur in zip(
-            self.best_weights + self.best_biases,
-            self.weights + self.biases,
-            strict=True,
-        ):
-            best.index_copy_(0, index, cur.index_select(0, index))
+        self._best.copy_rows_(index, self._params)
 
     def _finite_weights(self, slots: np.ndarray) -> np.ndarray:
         index = torch.from_numpy(slots).to(self.data.device)

@@ -1,0 +1,489 @@
+"""A pack's training step, written for few memory passes and no allocations.
+
+The math is :mod:`~torchhpo.engine.functional`'s (scikit-learn's ``_backprop``) and
+:mod:`~torchhpo.engine.optimizers`'s; what changes is where it is written:
+
+* Parameters are augmented blocks ``(M, fan_in + 1, fan_out)`` (see
+  :mod:`~torchhpo.engine.buffers`). The gathered inputs carry a column of ones, so
+  the first layer's forward pass is one ``bmm`` (bias included) and its gradient
+  ``bmm`` yields the intercept gradients with the coefficient gradients. Hidden
+  activations stay contiguous (a ones column there would make every activation
+  pass strided, which costs more than the bias add it saves).
+* Every intermediate lives in a :class:`StepWorkspace` allocated once per pack
+  layout and reused by every step: ``out=`` variants and in-place ops only.
+* Activation derivatives are ATen's fused backward kernels, in place on the delta.
+* Gradients are blocks too: each optimizer pass covers a whole layer
+  (coefficients and intercepts), and writes its temporaries into the workspace.
+* The gradient's ``1 / weight sum`` scaling is applied to the output delta and the
+  penalty term (per model), not in a pass over the gradients.
+* Outputs, targets and output deltas are ``(M, K, B)``: softmax and the per-row
+  weights then work along contiguous rows rather than over K = a few classes.
+* Per-epoch constants (sample-weight columns, padding masks, 1 / weight sums,
+  Adam's step sizes) are computed once per epoch for all steps, vectorised.
+
+:class:`FusedStep` holds references to a pack's tensors at one layout; a pack builds
+a new one when its tensors change (compaction), which is also when a CUDA graph of
+the steps (:mod:`~torchhpo.engine.cuda_graphs`) must be captured again.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+
+from . import functional as F
+from .optimizers import OptimizerHyper, adam_rates, adam_update_, sgd_update_
+
+
+def _relu_derivative_(z: torch.Tensor, delta: torch.Tensor) -> None:
+    torch.ops.aten.threshold_backward.grad_input(delta, z, 0, grad_input=delta)
+
+
+def _tanh_derivative_(z: torch.Tensor, delta: torch.Tensor) -> None:
+    torch.ops.aten.tanh_backward.grad_input(delta, z, grad_input=delta)
+
+
+def _logistic_derivative_(z: torch.Tensor, delta: torch.Tensor) -> None:
+    torch.ops.aten.sigmoid_backward.grad_input(delta, z, grad_input=delta)
+
+
+def _identity_derivative_(z: torch.Tensor, delta: torch.Tensor) -> None:
+    return None
+
+
+#: In-place activation derivatives: (activated output, delta) -> delta updated.
+DERIVATIVES_ = {
+    "relu": _relu_derivative_,
+    "tanh": _tanh_derivative_,
+    "logistic": _logistic_derivative_,
+    "identity": _identity_derivative_,
+}
+
+
+def _softmax_over_classes_(z: torch.Tensor) -> None:
+    # scikit-learn's softmax (shift by the row maximum), over dim 1 of (M, K, B).
+    z.sub_(z.amax(dim=1, keepdim=True)).exp_()
+    z.div_(z.sum(dim=1, keepdim=True))
+
+
+#: Output activations in place on transposed outputs ``(M, K, B)``.
+OUTPUT_ACTIVATIONS_T = {**F.OUTPUT_ACTIVATIONS, "softmax": _softmax_over_classes_}
+
+
+class StepWorkspace:
+    """Every intermediate of one step, allocated once for a pack layout.
+
+    Parameters
+    ----------
+    n_models, batch : int
+        Models in the pack and rows per step (the widest batch).
+    layer_units : sequence of int
+        ``[n_features, *hidden, n_outputs]``.
+    dtype, device :
+        Those of the pack.
+    """
+
+    def __init__(
+        self,
+        n_models: int,
+        batch: int,
+        layer_units: Sequence[int],
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        M, B = n_models, batch
+
+        def empty(*shape):
+            return torch.empty(shape, dtype=dtype, device=device)
+
+        self.n_models, self.batch = M, B
+        self.x = empty(M * B, layer_units[0] + 1)
+        # Outputs, targets and output deltas are (M, K, B): reductions over the K
+        # classes and per-row weights then run along contiguous rows.
+        self.y = empty(layer_units[-1], M * B)
+        hidden = layer_units[1:-1]
+        self.hidden = [empty(M, B, h) for h in hidden]  # activations
+        self.deltas = [empty(M, B, h) for h in hidden]
+        self.out = empty(M, layer_units[-1], B)
+        self.prob = empty(M, layer_units[-1], B)
+        sizes = list(itertools.pairwise(layer_units))
+        # Gradients in the parameters' block layout, so that each optimizer pass
+        # covers a whole layer (coefficients and intercepts) at once.
+        self.grads = [empty(M, fi + 1, fo) for fi, fo in sizes]
+        # Coefficient gradients of the later layers as their bmm writes them: a
+        # bmm into a strided view (a block without its intercept row) takes
+        # ATen's per-matrix path, several times slower.
+        self.coef_grads = [empty(M, fi, fo) for fi, fo in sizes[1:]]
+        self.update = [empty(M, fi + 1, fo) for fi, fo in sizes]
+        self.squares = [empty(M, 1, 1) for _ in sizes]
+
+
+class FusedStep:
+    """The training step of one pack at one layout (fixed tensors and shapes).
+
+    Everything the step touches is fixed at construction: the tensors it reads
+    and writes, their views (per optimizer run, per layer) and the workspace, so a
+    step does no Python work per model and no slicing. Epoch constants (padding
+    masks, 1 / weight sums, Adam's step sizes) are computed once per epoch.
+
+    Parameters
+    ----------
+    X, Y : Tensor
+        Inputs with a column of ones (:meth:`DeviceData.augmented_X`) and targets.
+    loss, out_activation : str
+        The pack's loss and output activation.
+    params, first, second : sequence of Tensor
+        Per-layer blocks ``(M, fan_in + 1, fan_out)`` of the parameters and the
+        optimizer moments (``second`` unused by SGD-only packs).
+    opt : OptimizerHyper
+        Per-model optimizer hyper-parameters and counters.
+    alpha : Tensor of shape (M, 1, 1)
+        L2 penalties.
+    act_runs, opt_runs : sequence of (start, stop, label)
+        Runs of models sharing a hidden activation / an optimizer kind.
+    batch : int
+        Rows per step.
+    inactive : dict of int to Tensor
+        For the steps some models do not take (their epochs have fewer steps): the
+        slots whose parameters and optimizer state the step must leave unchanged.
+    masked_steps : set of int, optional
+        Steps with zero-weight rows (padding), whose output deltas are masked so
+        that an overflowing output there cannot leak; ``None``: every step.
+    """
+
+    def __init__(
+        self,
+        X: torch.Tensor,
+        Y: torch.Tensor,
+        loss: str,
+        out_activation: str,
+        params: Sequence[torch.Tensor],
+        first: Sequence[torch.Tensor],
+        second: Sequence[torch.Tensor],
+        opt: OptimizerHyper,
+        alpha: torch.Tensor,
+        act_runs: Sequence[F.Run],
+        opt_runs: Sequence[tuple[int, int, str]],
+        batch: int,
+        inactive: dict[int, torch.Tensor],
+        masked_steps: set[int] | None = None,
+    ) -> None:
+        self.X, self.Y = X, Y
+        self.loss, self.out_activation = loss, out_activation
+        self.blocks = list(params)
+        self.weights = [p[:, :-1] for p in self.blocks]
+        self.biases = [p[:, -1:] for p in self.blocks]
+        M = params[0].shape[0]
+        dtype = params[0].dtype
+        flat = [w.reshape(M, 1, -1) for w in self.weights]
+        self.flat_weights = [(w, w.transpose(1, 2)) for w in flat]
+        self.opt = opt
+        self.alpha = alpha
+        self.half_alpha = alpha.view(-1) * 0.5
+        self.act_runs = list(act_runs)
+        self.inactive = inactive
+        self.masked_steps = masked_steps
+        units = [p.shape[1] - 1 for p in params] + [params[-1].shape[2]]
+        self.ws = StepWorkspace(M, batch, units, dtype, params[0].device)
+        self.eps = torch.finfo(dtype).eps
+        self.fast_loss = loss == "log_loss" and out_activation == "softmax"
+        self.dtype = dtype
+        self._prepare_updates(self.blocks, list(first), list(second), opt_runs)
+        self._prepare_layers()
+        self._offsets: torch.Tensor | None = None
+
+    def _prepare_layers(self) -> None:
+        """Fix every view the forward and backward passes use."""
+        ws, M, B = self.ws, self.ws.n_models, self.ws.batch
+        n_layers = len(self.blocks)
+        inputs = [ws.x.view(M, B, -1), *ws.hidden]
+        self.inputs_t = [a.transpose(1, 2) for a in inputs]
+        # Forward, per hidden layer: (weights, bias or None, output, activations).
+        self.hidden_layers = []
+        for i in range(n_layers - 1):
+            z = ws.hidden[i]
+            acts = [
+                (F.HIDDEN_ACTIVATIONS[name], z[start:stop])
+                for start, stop, name in self.act_runs
+            ]
+            weights = self.blocks[0] if i == 0 else self.weights[i]
+            bias = None if i == 0 else self.biases[i]
+            self.hidden_layers.append((inputs[i], weights, bias, z, acts))
+        last = n_layers - 1
+        out_weights = self.blocks[0] if last == 0 else self.weights[-1]
+        self.out_weights_t = out_weights.transpose(1, 2)
+        self.out_bias_t = None if last == 0 else self.biases[-1].transpose(1, 2)
+        self.out_activation_ = OUTPUT_ACTIVATIONS_T[self.out_activation]
+        K = ws.out.shape[1]
+        self.y = ws.y.view(K, M, B).permute(1, 0, 2)  # (M, K, B)
+        self.delta = ws.out.transpose(1, 2)  # (M, B, K) view of the output delta
+        # Backward, per layer from the last: (input^T, delta, coefficient
+        # gradients, intercept gradients or None (in the bmm), weights, then for
+        # layers > 0 the delta below and its derivatives).
+        self.backward_layers = []
+        delta = self.delta
+        for i in range(last, -1, -1):
+            g = ws.grads[i]
+            below = derivatives = None
+            if i > 0:
+                below = ws.deltas[i - 1]
+                act = inputs[i]
+                derivatives = [
+                    (DERIVATIVES_[name], act[start:stop], below[start:stop])
+                    for start, stop, name in self.act_runs
+                ]
+            self.backward_layers.append(
+                (
+                    self.inputs_t[i],
+                    delta,
+                    g if i == 0 else ws.coef_grads[i - 1],
+                    None if i == 0 else g[:, -1:],
+                    g[:, :-1],
+                    self.weights[i],
+                    self.weights[i].transpose(1, 2),
+                    below,
+                    derivatives,
+                )
+            )
+            delta = below
+
+    def _prepare_updates(self, params, first, second, opt_runs) -> None:
+        """Fix each optimizer run's views of parameters, gradients and state."""
+        grads, scratch = self.ws.grads, self.ws.update
+        cols = self.opt.columns(self.dtype)
+        self.adam_runs, self.sgd_runs = [], []
+        self.state = list(self.blocks) + first
+        for start, stop, kind in opt_runs:
+            run_cols = {name: c[start:stop] for name, c in cols.items()}
+            if kind == "adam":
+                views = [
+                    tuple(t[start:stop] for t in group)
+                    for group in zip(params, grads, first, second, scratch, strict=True)
+                ]
+                step = self.opt.step[start:stop]
+                self.adam_runs.append((start, stop, step, run_cols, views))
+            else:
+                views = [
+                    tuple(t[start:stop] for t in group)
+                    for group in zip(params, grads, first, scratch, strict=True)
+                ]
+                self.sgd_runs.append((run_cols, kind == "nesterov", views))
+        if self.adam_runs:
+            self.state += second
+
+    def adam_step_sizes(self, n_steps: int) -> torch.Tensor | None:
+        """Adam's ``lr_t`` for the next ``n_steps`` steps, ``(n_steps, M, 1, 1)``.
+
+        A model takes the steps of an epoch in order (the ones it skips come last,
+        see ``inactive``), so at step ``s`` its counter is its current one + s + 1.
+        """
+        if not self.adam_runs:
+            return None
+        if self._offsets is None or len(self._offsets) < n_steps:
+            self._offsets = torch.arange(
+                1, n_steps + 1, dtype=torch.float64, device=self.opt.step.device
+            ).view(-1, 1)
+        steps = self.opt.step + self._offsets[:n_steps]
+        rates = adam_rates(self.opt, steps).to(self.dtype)
+        return rates.view(n_steps, -1, 1, 1)
+
+    def run(
+        self,
+        idx: torch.Tensor,
+        weight: torch.Tensor,
+        denom: torch.Tensor,
+        count: torch.Tensor,
+        loss_acc: torch.Tensor,
+    ) -> None:
+        """Run every step of an epoch, adding each model's loss to ``loss_acc``.
+
+        Parameters
+        ----------
+        idx : Tensor of int64, shape (S, M, B)
+            Row indices of each step's batches.
+        weight : Tensor of shape (S, M, B)
+            Sample weights, zero on padding rows.
+        denom : Tensor of shape (S, M)
+            Weight sums (1 where a model takes no step).
+        count : Tensor of shape (S, M)
+            Real rows per step and model (loss accumulation weights).
+        loss_acc : Tensor of shape (M,)
+            Accumulator, updated in place.
+        """
+        n_steps = idx.shape[0]
+        w3 = weight.unsqueeze(2)
+        pad = w3 == 0
+        scale = denom.reciprocal().view(n_steps, -1, 1, 1)
+        w_scaled = w3 * scale
+        alpha_scaled = self.alpha * scale
+        rates = self.adam_step_sizes(n_steps)
+        masked = self.masked_steps
+        # Per step and model: the data-loss sum and the squared-weight sum; the
+        # loss arithmetic then runs once per epoch, vectorised over steps.
+        data_loss = torch.empty_like(denom)
+        squares = torch.empty_like(denom)
+        for s in range(n_steps):
+            self._forward_backward(
+                idx[s],
+                w3[s],
+                w_scaled[s],
+                alpha_scaled[s],
+                pad[s] if masked is None or s in masked else None,
+                denom[s],
+                data_loss[s],
+                squares[s],
+            )
+            self._update(s, None if rates is None else rates[s])
+        loss_acc.add_(self._epoch_loss(data_loss, squares, denom, count).sum(dim=0))
+
+    def _epoch_loss(self, data_loss, squares, denom, count) -> torch.Tensor:
+        """Each step's loss contribution ``(S, M)`` from its data and weight sums."""
+        if self.fast_loss:
+            data_loss = data_loss.neg().div_(denom)  # -(sum of y log p w) / denom
+        penalty = squares.mul_(self.half_alpha).div_(denom)
+        return data_loss.add_(penalty).mul_(count)
+
+    def step(
+        self,
+        idx: torch.Tensor,
+        w3: torch.Tensor,
+        w_scaled: torch.Tensor,
+        alpha_scaled: torch.Tensor,
+        pad: torch.Tensor | None,
+        denom: torch.Tensor,
+        count: torch.Tensor,
+        loss_acc: torch.Tensor,
+        step_index: int,
+        rates: torch.Tensor | None = None,
+    ) -> None:
+        """Run one step: forward, loss, backward and the optimizer updates.
+
+        Parameters
+        ----------
+        idx : Tensor of int64, shape (M, B)
+        w3 : Tensor of shape (M, 1, B)
+            Sample weights, zero on padding rows.
+        w_scaled, alpha_scaled : Tensor of shape (M, 1, B) and (M, 1, 1)
+            ``w3 / denom`` and ``alpha / denom``: the gradient's scaling, applied
+            to the output delta and the penalty term instead of to the gradients
+            (one pass fewer over them).
+        pad : Tensor of bool, shape (M, 1, B), or None
+            Padding rows, whose output deltas are zeroed; ``None``: there are none.
+        denom : Tensor of shape (M,)
+        count : Tensor of shape (M,)
+        loss_acc : Tensor of shape (M,)
+        step_index : int
+            Position of the step in the epoch.
+        rates : Tensor of shape (M, 1, 1), optional
+            Adam's ``lr_t`` for this step (:meth:`adam_step_sizes`); computed here
+            when not given.
+        """
+        if rates is None and self.adam_runs:
+            rates = self.adam_step_sizes(1)[0]
+        data_loss = torch.empty_like(denom)
+        squares = torch.empty_like(denom)
+        self._forward_backward(
+            idx, w3, w_scaled, alpha_scaled, pad, denom, data_loss, squares
+        )
+        self._update(step_index, rates)
+        loss_acc.add_(self._epoch_loss(data_loss, squares, denom, count))
+
+    def _forward_backward(
+        self, idx, w3, w_scaled, alpha_scaled, pad, denom, data_loss, squares
+    ) -> None:
+        """Forward pass, loss terms and gradients (into the workspace) of a step."""
+        ws = self.ws
+        flat = idx.view(-1)
+        torch.index_select(self.X, 0, flat, out=ws.x)
+        torch.index_select(self.Y, 1, flat, out=ws.y)
+        for a, weights, bias, z, acts in self.hidden_layers:
+            torch.bmm(a, weights, out=z)
+            if bias is not None:
+                z.add_(bias)
+            for activation, view in acts:
+                activation(view)
+        out = torch.bmm(self.out_weights_t, self.inputs_t[-1], out=ws.out)
+        if self.out_bias_t is not None:
+            out.add_(self.out_bias_t)
+        self.out_activation_(out)
+
+        self._data_loss(out, self.y, w3, denom, data_loss)
+        self._squared_weight_sum(squares)
+
+        out.sub_(self.y)
+        if pad is not None:
+            # Zero on padding rows even where their output overflowed.
+            out.masked_fill_(pad, 0)
+        out.mul_(w_scaled)
+        for a_t, delta, g, g_bias, g_coef, w, w_t, below, ders in self.backward_layers:
+            torch.bmm(a_t, delta, out=g)
+            if g_bias is None:  # first layer: intercepts came with the bmm
+                g_coef.addcmul_(alpha_scaled, w)
+            else:
+                torch.sum(delta, dim=1, keepdim=True, out=g_bias)
+                torch.addcmul(g, alpha_scaled, w, out=g_coef)
+            if below is not None:
+                torch.bmm(delta, w_t, out=below)
+                for derivative, act, d in ders:
+                    derivative(act, d)
+
+    def _update(self, step_index: int, rates: torch.Tensor | None) -> None:
+        """Apply every optimizer run's update (not to models without this step)."""
+        saved = None
+        if step_index in self.inactive:
+            saved = self._snapshot(self.inactive[step_index])
+        for start, stop, counter, cols, views in self.adam_runs:
+            counter.add_(1)
+            lr = rates[start:stop]
+            for p, g, m, v, tmp in views:
+                adam_update_(p, g, m, v, cols, lr, tmp)
+        for cols, nesterov, views in self.sgd_runs:
+            lr, mu = cols["learning_rate"], cols["momentum"]
+            for p, g, vel, _ in views:
+                sgd_update_(p, g, vel, lr, mu, nesterov)
+        if saved is not None:
+            self._restore(self.inactive[step_index], saved)
+
+    def _data_loss(self, out, y, w3, denom, into: torch.Tensor) -> None:
+        """Each model's data loss into ``into`` (fast path: its unscaled sum)."""
+        if not self.fast_loss:
+            loss = F.per_model_loss(
+                out.transpose(1, 2),
+                y.transpose(1, 2),
+                w3.squeeze(1),
+                denom,
+                self.loss,
+                self.out_activation,
+            )
+            into.copy_(loss)
+            return
+        # Softmax log-loss: y * log(clip(p)) is xlogy(y, clip(p)) (p > 0); the
+        # sign and the division by the weight sum come per epoch.
+        terms = self.ws.prob
+        torch.clamp(out, self.eps, 1 - self.eps, out=terms)
+        terms.log_().mul_(y).mul_(w3)
+        torch.sum(terms, dim=(1, 2), out=into)
+
+    def _squared_weight_sum(self, into: torch.Tensor) -> None:
+        """Each model's sum of squared coefficients, into ``into`` ``(M,)``."""
+        sq = self.ws.squares
+        for (w, w_t), s in zip(self.flat_weights, sq, strict=True):
+            torch.bmm(w, w_t, out=s)
+        if len(sq) == 1:
+            into.copy_(sq[0].view(-1))
+            return
+        torch.add(sq[0].view(-1), sq[1].view(-1), out=into)
+        for s in sq[2:]:
+            into.add_(s.view(-1))
+
+    def _snapshot(self, index: torch.Tensor):
+        values = [t.index_select(0, index) for t in self.state]
+        return values, self.opt.step.index_select(0, index)
+
+    def _restore(self, index: torch.Tensor, saved) -> None:
+        values, step = saved
+        for t, v in zip(self.state, values, strict=True):
+            t.index_copy_(0, index, v)
+        self.opt.step.index_copy_(0, index, step)
