@@ -1,6 +1,8 @@
 """Forked CPU workers: same results as one process, errors and progress come back."""
 
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -88,3 +90,31 @@ def test_no_forking_inside_a_daemonic_process(monkeypatch):
 
     monkeypatch.setattr(multiprocessing.current_process(), "daemon", True)
     assert not fork_usable([torch.device("cpu")])
+
+
+def test_a_worker_leaves_without_waiting_for_its_threads(problem):
+    # A worker exits as soon as its work is on the pipe: a thread left running in
+    # it (or a lock a thread of the parent held at the fork) cannot keep it alive.
+    data, tasks, reference = problem
+    parent = os.getpid()
+
+    def linger_in_children(device, n_models, epoch):
+        if os.getpid() != parent and epoch is None:
+            threading.Thread(target=time.sleep, args=(3600,)).start()
+
+    started = time.monotonic()
+    results = train_models(
+        data, tasks, n_workers=2, max_pack_size=2, pack_hook=linger_in_children
+    )
+    _same(results, reference)
+    assert time.monotonic() - started < 600  # (pytest-timeout catches a hang first)
+
+
+def test_a_failing_callback_ends_the_training_with_its_error(problem):
+    data, tasks, _ = problem
+
+    def fail(index, result):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        train_models(data, tasks, n_workers=2, max_pack_size=1, on_result=fail)

@@ -15,7 +15,10 @@ a forked child.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import os
+import signal
 import sys
 import threading
 import traceback
@@ -50,17 +53,33 @@ class WorkerError(RuntimeError):
     """A worker process failed with an error that could not be sent back as is."""
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker when its parent dies (e.g. by SIGKILL)."""
+def _resolve_prctl():
+    """Return libc's ``prctl``, looked up now, in the parent, or None off Linux.
+
+    A forked child must not call ``dlopen`` / ``dlsym``: a thread of the parent
+    (an allocator's background thread, a progress monitor) may have held the
+    loader's lock at the moment of the fork, and the child would wait for it
+    forever. Resolved here, the child only calls a function pointer.
+    """
     import ctypes
-    import signal
 
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(
-            1, signal.SIGKILL
-        )  # SET_PDEATHSIG
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+
+
+_PRCTL = _resolve_prctl() if sys.platform.startswith("linux") else None
+_PR_SET_PDEATHSIG = 1
+
+#: Seconds a worker that has closed its pipe gets to exit before it is killed.
+_EXIT_GRACE = 5.0
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when its parent dies (e.g. by SIGKILL)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _portable(error: BaseException) -> BaseException:
@@ -122,16 +141,25 @@ def run_forked(
             cancelled=cancel.is_set,
             policy=policy,
         )
+        code = 0
         try:
-            while not cancel.is_set() and (job := take()) is not None:
-                run_job(data, tasks, job, child_context)
-            conn.send(("done", None))
-        except Cancelled:
-            conn.send(("done", None))
-        except BaseException as error:
-            conn.send(("error", _portable(error)))
+            try:
+                while not cancel.is_set() and (job := take()) is not None:
+                    run_job(data, tasks, job, child_context)
+                conn.send(("done", None))
+            except Cancelled:
+                conn.send(("done", None))
+            except BaseException as error:
+                conn.send(("error", _portable(error)))
+            finally:
+                conn.close()
+        except BaseException:  # the pipe broke: the parent is gone
+            code = 1
         finally:
-            conn.close()
+            # Leave now, skipping the interpreter's shutdown: flushing streams or
+            # joining threads could wait on a lock that a thread of the parent
+            # held at the fork. Everything this worker owed is on the pipe.
+            os._exit(code)
 
     workers, pipes, replies = [], [], []
     for _ in range(n_workers - 1):
@@ -177,8 +205,7 @@ def run_forked(
     finally:
         torch.set_num_threads(previous_threads)
     reader.join()
-    for process in workers:
-        process.join()
+    _reap(workers)
     if errors:
         raise errors[0]
 
@@ -207,26 +234,50 @@ def _collect(
                     )
                     cancel.set()
                 continue
-            if kind == "result":
-                context.deliver(*payload)
-            elif kind == "report":
-                context.report(*payload)
-            elif kind == "policy":
-                try:
-                    answer = context.policy.end_epoch(*payload)
-                except BaseException as error:
-                    errors.append(error)
-                    cancel.set()
-                    answer = np.zeros(len(payload[0]), dtype=bool)
-                replies[conn].send(answer)
-            elif kind == "epochs":
-                context.epochs(*payload)
-            elif kind == "error":
+            if kind == "done":
+                # Its pipe closes next; the process is reaped after training.
+                open_pipes.pop(conn)
+                continue
+            try:
+                _handle(kind, payload, context, replies[conn])
+            except BaseException as error:
+                # A failing callback (a checkpoint write, a progress bar) ends the
+                # training, but this thread keeps reading until every worker has
+                # closed its pipe: a worker blocked on a full pipe never exits.
+                if kind == "policy":  # the worker waits for an answer
+                    with contextlib.suppress(OSError):
+                        replies[conn].send(np.zeros(len(payload[0]), dtype=bool))
                 if not cancel.is_set():
-                    errors.append(payload[0])
+                    errors.append(error)
                 cancel.set()
-            else:  # done
-                open_pipes.pop(conn).join()
+
+
+def _handle(kind: str, payload: list, context: JobContext, reply: Connection) -> None:
+    """Act on one message of a worker: a result, progress, an error or a question.
+
+    A worker's policy question (``"policy"``) is answered on its reply pipe.
+    """
+    if kind == "result":
+        context.deliver(*payload)
+    elif kind == "report":
+        context.report(*payload)
+    elif kind == "epochs":
+        context.epochs(*payload)
+    elif kind == "policy":
+        reply.send(context.policy.end_epoch(*payload))
+    elif kind == "error":
+        raise payload[0]
+    else:
+        raise WorkerError(f"unexpected message {kind!r} from a worker process")
+
+
+def _reap(workers) -> None:
+    """Wait for workers that have closed their pipes to exit; kill stragglers."""
+    for process in workers:
+        process.join(timeout=_EXIT_GRACE)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 class _PolicyProxy(EpochPolicy):
@@ -250,3 +301,4 @@ def _stop(workers, reader: threading.Thread) -> None:
         if process.is_alive():
             process.kill()
             process.join()
+    reader.join()
