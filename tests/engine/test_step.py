@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from torchhpo.engine import DeviceData, Hyperparams, ModelTask, Pack
+from torchhpo.engine import DeviceData, Hyperparams, ModelTask, Pack, native
 from torchhpo.engine import functional as F
 from torchhpo.engine.optimizers import adam_step_, sgd_step_
 
@@ -34,6 +34,16 @@ PROBLEMS = [
     ("regression", "squared_error", 2),
     ("regression", "poisson", 1),
 ]
+
+
+@pytest.fixture(params=["native", "aten"])
+def step_path(request, monkeypatch):
+    """Run the test on the fused C kernels (where they build) and on ATen alone."""
+    if request.param == "aten":
+        monkeypatch.setattr(native, "kernels", lambda dtype, device: None)
+    elif native.kernels(torch.float64, torch.device("cpu")) is None:
+        pytest.skip("the fused CPU kernels did not build here (no C compiler?)")
+    return request.param
 
 
 def _pack(kind, loss, n_outputs, hidden, sample_weight=False):
@@ -95,10 +105,14 @@ def _reference_step(pack, idx, weight, denom, count, loss_acc, step_index):
     return result
 
 
-@pytest.mark.parametrize("hidden", [(6,), (7, 4)])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("hidden", [(), (6,), (7, 4)])
 @pytest.mark.parametrize("kind, loss, n_outputs", PROBLEMS)
-def test_fused_epoch_matches_unfused_steps(kind, loss, n_outputs, hidden):
-    pack = _pack(kind, loss, n_outputs, hidden, sample_weight=kind == "regression")
+def test_fused_epoch_matches_unfused_steps(
+    kind, loss, n_outputs, hidden, weighted, step_path
+):
+    pack = _pack(kind, loss, n_outputs, hidden, sample_weight=weighted)
+    assert (pack._fused_step().native is not None) == (step_path == "native")
     assert pack.uneven_steps  # some models take fewer steps
     idx, weight, denom = pack._epoch_batches()
     expected_loss = torch.zeros(pack.size, dtype=torch.float64)
@@ -117,13 +131,13 @@ def test_fused_epoch_matches_unfused_steps(kind, loss, n_outputs, hidden):
         for a, b in zip(got, ref, strict=True):
             a.copy_(b)
     # The epoch API (loss arithmetic once per epoch) against the reference.
-    fresh = _pack(kind, loss, n_outputs, hidden, sample_weight=kind == "regression")
+    fresh = _pack(kind, loss, n_outputs, hidden, sample_weight=weighted)
     epoch_loss = torch.zeros(fresh.size, dtype=torch.float64)
     fresh._epoch_runner().run(idx, weight, denom, fresh.count, epoch_loss)
     torch.testing.assert_close(epoch_loss, expected_loss, rtol=1e-9, atol=1e-12)
 
 
-def test_single_steps_equal_the_epoch():
+def test_single_steps_equal_the_epoch(step_path):
     a = _pack("multiclass", "log_loss", 3, (6, 5))
     b = _pack("multiclass", "log_loss", 3, (6, 5))
     idx, weight, denom = a._epoch_batches()

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import torch
 
 from . import functional as F
+from . import native
 from .optimizers import OptimizerHyper, adam_rates, adam_update_, sgd_update_
 
 
@@ -193,6 +194,7 @@ class FusedStep:
         self._prepare_updates(self.blocks, list(first), list(second), opt_runs)
         self._prepare_layers()
         self._offsets: torch.Tensor | None = None
+        self.native = self._prepare_native(list(first), list(second), opt_runs)
 
     def _prepare_layers(self) -> None:
         """Fix every view the forward and backward passes use."""
@@ -273,6 +275,67 @@ class FusedStep:
         if self.adam_runs:
             self.state += second
 
+    def _prepare_native(self, first, second, opt_runs) -> native.Kernels | None:
+        """Fix the fused CPU kernels' arguments; None where ATen runs the step.
+
+        The kernels (:mod:`~torchhpo.engine.native`) take raw pointers: every
+        tensor they touch must be contiguous, which the pack's are.
+        """
+        ws, X, Y = self.ws, self.X, self.Y
+        kernels = native.kernels(self.dtype, X.device)
+        tensors = [X, Y, *self.blocks, *first, *second, *ws.grads, *ws.coef_grads]
+        tensors += [ws.x, ws.y, ws.out, self.opt.step]
+        tensors += self.opt.columns(self.dtype).values()
+        if kernels is None or not all(t.is_contiguous() for t in tensors):
+            return None
+        M, B = ws.n_models, ws.batch
+        size = X.element_size()
+        self._native_scratch = torch.empty(B, dtype=self.dtype)
+        self._native_sums = torch.empty(2, M, B, dtype=self.dtype).unbind(0)
+        self._native_squares = torch.zeros(M, dtype=torch.float64)
+        cols = {k: c.data_ptr() for k, c in self.opt.columns(self.dtype).items()}
+        adam_cols = ("beta_1", "one_minus_beta_1", "beta_2", "one_minus_beta_2")
+        adam_cols += ("epsilon",)
+        # Per optimizer run and layer: (kernel, is Adam, the byte offsets of the
+        # run's first model in the per-step arrays (pack dtype, float64), the
+        # fixed leading arguments, the hyper-parameter columns, the tail: Adam's
+        # step counters (first layer only) and whether squares accumulate).
+        self._native_updates = []
+        for start, stop, kind in opt_runs:
+            for layer, block in enumerate(self.blocks):
+                rows, cols_ = block.shape[1] - 1, block.shape[2]
+                numel = block[0].numel()
+                offset = start * numel * size
+                g = ws.grads[layer].data_ptr() + offset
+                if layer == 0:
+                    gc, gc_stride = g, numel
+                else:
+                    gc_stride = rows * cols_
+                    gc = ws.coef_grads[layer - 1].data_ptr() + start * gc_stride * size
+                gb = g + rows * cols_ * size  # the intercepts' row
+                fixed = [block.data_ptr() + offset, first[layer].data_ptr() + offset]
+                if kind == "adam":
+                    fixed.append(second[layer].data_ptr() + offset)
+                fixed += [gc, gc_stride, gb, numel, stop - start, rows, cols_]
+                accumulate = int(layer > 0)
+                if kind == "adam":
+                    counters = self.opt.step.data_ptr() + start * 8 if layer == 0 else 0
+                    hyper = tuple(cols[k] + start * size for k in adam_cols)
+                    tail = (counters, accumulate)
+                    kernel = kernels.adam
+                else:
+                    hyper = (cols["learning_rate"] + start * size,)
+                    hyper += (cols["momentum"] + start * size, int(kind == "nesterov"))
+                    tail = (accumulate,)
+                    kernel = kernels.sgd
+                adam = kind == "adam"
+                offsets = (start * size, start * 8)
+                self._native_updates.append(
+                    (kernel, adam, *offsets, tuple(fixed), hyper, tail)
+                )
+        self._size = size
+        return kernels
+
     def adam_step_sizes(self, n_steps: int) -> torch.Tensor | None:
         """Adam's ``lr_t`` for the next ``n_steps`` steps, ``(n_steps, M, 1, 1)``.
 
@@ -312,6 +375,9 @@ class FusedStep:
         loss_acc : Tensor of shape (M,)
             Accumulator, updated in place.
         """
+        if self.native is not None and self.fast_loss:
+            self._run_native(idx, weight, denom, count, loss_acc)
+            return
         n_steps = idx.shape[0]
         w3 = weight.unsqueeze(2)
         pad = w3 == 0
@@ -335,8 +401,112 @@ class FusedStep:
                 data_loss[s],
                 squares[s],
             )
-            self._update(s, None if rates is None else rates[s])
+            self._update(
+                s, None if rates is None else rates[s], alpha_scaled[s], squares[s]
+            )
         loss_acc.add_(self._epoch_loss(data_loss, squares, denom, count).sum(dim=0))
+
+    def _run_native(self, idx, weight, denom, count, loss_acc) -> None:
+        """:meth:`run` on the fused CPU kernels, for a softmax log-loss pack.
+
+        The epoch's per-step inputs are laid out once; each step then passes raw
+        addresses into them, so the loop indexes no tensor.
+        """
+        n_steps, M, B = idx.shape
+        size = self._size
+        idx = idx.contiguous()
+        weight = weight.contiguous()
+        scale = denom.reciprocal()
+        w_scaled = weight * scale.unsqueeze(2)
+        alpha_scaled = self.alpha.view(1, M) * scale
+        rates = self.adam_step_sizes(n_steps)
+        masked = self.masked_steps
+        pad = (weight == 0).contiguous() if masked is None or masked else None
+        data_loss = torch.empty_like(denom)
+        squares = torch.empty(n_steps, M, dtype=torch.float64)
+        base = (
+            idx.data_ptr(),
+            weight.data_ptr(),
+            w_scaled.data_ptr(),
+            0 if pad is None else pad.data_ptr(),
+            data_loss.data_ptr(),
+            alpha_scaled.data_ptr(),
+            0 if rates is None else rates.data_ptr(),
+            squares.data_ptr(),
+        )
+        MB = M * B
+        stride = (MB * 8, MB * size, MB * size, MB, M * size, M * size, M * size)
+        stride += (M * 8,)
+        for s in range(n_steps):
+            x, w, ws, pad_s, loss, alpha, lr, sq = (
+                b + s * d for b, d in zip(base, stride, strict=True)
+            )
+            if pad is None or (masked is not None and s not in masked):
+                pad_s = 0
+            if rates is None:
+                lr = 0
+            self._native_step(s, x, w, ws, pad_s, loss, alpha, lr, sq)
+        squares = squares.to(self.dtype)
+        loss_acc.add_(self._epoch_loss(data_loss, squares, denom, count).sum(dim=0))
+
+    def _native_step(self, s, idx, w, w_scaled, pad, loss, alpha, lr, squares):
+        """One step on the fused kernels, its per-step inputs given as addresses."""
+        k, ws = self.native, self.ws
+        X, Y = self.X, self.Y
+        k.gather(
+            X.data_ptr(),
+            X.shape[1],
+            Y.data_ptr(),
+            Y.shape[0],
+            Y.shape[1],
+            idx,
+            ws.n_models * ws.batch,
+            ws.x.data_ptr(),
+            ws.y.data_ptr(),
+        )
+        out = self._forward()
+        self._native_output_at(out, w, w_scaled, pad, loss)
+        self._backward(None, fused_output=True)
+        saved = None
+        if s in self.inactive:
+            saved = self._snapshot(self.inactive[s])
+        self._native_update_at(alpha, lr, squares)
+        if saved is not None:
+            self._restore(self.inactive[s], saved)
+
+    def _forward(self) -> torch.Tensor:
+        """Hidden layers and the output layer's matmul (no output activation)."""
+        for a, weights, bias, z, acts in self.hidden_layers:
+            torch.bmm(a, weights, out=z)
+            if bias is not None:
+                z.add_(bias)
+            for activation, view in acts:
+                activation(view)
+        return torch.bmm(self.out_weights_t, self.inputs_t[-1], out=self.ws.out)
+
+    def _backward(self, alpha_scaled, fused_output: bool) -> None:
+        """Gradients into the workspace, from the output delta in ``ws.out``.
+
+        With the fused kernels (``alpha_scaled`` None) the L2 term is left to the
+        fused update, and with ``fused_output`` the output layer's intercept
+        gradients are already in place.
+        """
+        last = True
+        for a_t, delta, g, g_bias, g_coef, w, w_t, below, ders in self.backward_layers:
+            torch.bmm(a_t, delta, out=g)
+            if alpha_scaled is None:
+                if g_bias is not None and not (last and fused_output):
+                    torch.sum(delta, dim=1, keepdim=True, out=g_bias)
+            elif g_bias is None:  # first layer: intercepts came with the bmm
+                g_coef.addcmul_(alpha_scaled, w)
+            else:
+                torch.sum(delta, dim=1, keepdim=True, out=g_bias)
+                torch.addcmul(g, alpha_scaled, w, out=g_coef)
+            if below is not None:
+                torch.bmm(delta, w_t, out=below)
+                for derivative, act, d in ders:
+                    derivative(act, d)
+            last = False
 
     def _epoch_loss(self, data_loss, squares, denom, count) -> torch.Tensor:
         """Each step's loss contribution ``(S, M)`` from its data and weight sums."""
@@ -387,53 +557,149 @@ class FusedStep:
         self._forward_backward(
             idx, w3, w_scaled, alpha_scaled, pad, denom, data_loss, squares
         )
-        self._update(step_index, rates)
+        self._update(step_index, rates, alpha_scaled, squares)
         loss_acc.add_(self._epoch_loss(data_loss, squares, denom, count))
 
     def _forward_backward(
         self, idx, w3, w_scaled, alpha_scaled, pad, denom, data_loss, squares
     ) -> None:
         """Forward pass, loss terms and gradients (into the workspace) of a step."""
-        ws = self.ws
+        ws, k = self.ws, self.native
         flat = idx.view(-1)
-        torch.index_select(self.X, 0, flat, out=ws.x)
-        torch.index_select(self.Y, 1, flat, out=ws.y)
-        for a, weights, bias, z, acts in self.hidden_layers:
-            torch.bmm(a, weights, out=z)
-            if bias is not None:
-                z.add_(bias)
-            for activation, view in acts:
-                activation(view)
-        out = torch.bmm(self.out_weights_t, self.inputs_t[-1], out=ws.out)
-        if self.out_bias_t is not None:
-            out.add_(self.out_bias_t)
-        self.out_activation_(out)
+        if k is not None:
+            k.gather(
+                self.X.data_ptr(),
+                self.X.shape[1],
+                self.Y.data_ptr(),
+                self.Y.shape[0],
+                self.Y.shape[1],
+                flat.data_ptr(),
+                flat.shape[0],
+                ws.x.data_ptr(),
+                ws.y.data_ptr(),
+            )
+        else:
+            torch.index_select(self.X, 0, flat, out=ws.x)
+            torch.index_select(self.Y, 1, flat, out=ws.y)
+        out = self._forward()
+        fused_output = k is not None and self.fast_loss
+        if fused_output:
+            self._native_output(out, w3, w_scaled, pad, data_loss)
+        else:
+            if self.out_bias_t is not None:
+                out.add_(self.out_bias_t)
+            self.out_activation_(out)
+            self._data_loss(out, self.y, w3, denom, data_loss)
+            out.sub_(self.y)
+            if pad is not None:
+                # Zero on padding rows even where their output overflowed.
+                out.masked_fill_(pad, 0)
+            out.mul_(w_scaled)
+        if k is None:
+            # (The fused update sums the squares as it reads the weights.)
+            self._squared_weight_sum(squares)
+        self._backward(None if k is not None else alpha_scaled, fused_output)
 
-        self._data_loss(out, self.y, w3, denom, data_loss)
-        self._squared_weight_sum(squares)
+    def _native_output(self, out, w3, w_scaled, pad, data_loss) -> None:
+        """:meth:`_native_output_at` for per-step tensors."""
+        self._native_output_at(
+            out,
+            w3.data_ptr(),
+            w_scaled.data_ptr(),
+            0 if pad is None else pad.data_ptr(),
+            data_loss.data_ptr(),
+        )
 
-        out.sub_(self.y)
-        if pad is not None:
-            # Zero on padding rows even where their output overflowed.
-            out.masked_fill_(pad, 0)
-        out.mul_(w_scaled)
-        for a_t, delta, g, g_bias, g_coef, w, w_t, below, ders in self.backward_layers:
-            torch.bmm(a_t, delta, out=g)
-            if g_bias is None:  # first layer: intercepts came with the bmm
-                g_coef.addcmul_(alpha_scaled, w)
+    def _native_output_at(self, out, w3, w_scaled, pad, data_loss) -> None:
+        """Softmax, log-loss terms, output delta and intercept gradients, fused.
+
+        Three C passes around two vectorised ATen ones (the exponential and the
+        logarithm of the sums), so no scalar ``exp`` / ``log`` runs per element.
+        ``w3``, ``w_scaled`` (M, B), ``pad`` (M, B, bool or 0 for none) and
+        ``data_loss`` (M,) are addresses.
+        """
+        k, ws = self.native, self.ws
+        M, K, B = out.shape
+        bias = self.out_bias_t
+        sums, log_sums = self._native_sums
+        k.softmax_shift(
+            out.data_ptr(),
+            0 if bias is None else bias.data_ptr(),
+            0 if bias is None else bias.stride(0),
+            M,
+            K,
+            B,
+            self._native_scratch.data_ptr(),
+        )
+        torch.exp(out, out=ws.prob)
+        k.softmax_sums(ws.prob.data_ptr(), M, K, B, sums.data_ptr())
+        torch.log(sums, out=log_sums)
+        g_bias = self.backward_layers[0][3]
+        k.softmax_delta(
+            out.data_ptr(),
+            ws.prob.data_ptr(),
+            sums.data_ptr(),
+            log_sums.data_ptr(),
+            ws.y.data_ptr(),
+            B,
+            M * B,
+            w3,
+            w_scaled,
+            pad,
+            M,
+            K,
+            B,
+            self.eps,
+            data_loss,
+            0 if g_bias is None else g_bias.data_ptr(),
+            0 if g_bias is None else g_bias.stride(0),
+        )
+
+    def _native_update(self, alpha_scaled, rates, squares) -> None:
+        """:meth:`_native_update_at` for per-step tensors."""
+        self._native_update_at(
+            alpha_scaled.data_ptr(),
+            0 if rates is None else rates.data_ptr(),
+            self._native_squares.data_ptr(),
+        )
+        squares.copy_(self._native_squares)
+
+    def _native_update_at(self, alpha: int, lr: int, squares: int) -> None:
+        """Every run's L2 term and optimizer update, one fused call per layer.
+
+        ``alpha`` (M,) and ``lr`` (M,) in the pack's dtype (``lr`` 0 without
+        Adam) and ``squares`` (M,) float64 are addresses.
+        """
+        for kernel, adam, offset, sq_offset, fixed, hyper, tail in self._native_updates:
+            if adam:
+                kernel(
+                    *fixed,
+                    alpha + offset,
+                    *hyper,
+                    lr + offset,
+                    *tail[:1],
+                    squares + sq_offset,
+                    tail[1],
+                )
             else:
-                torch.sum(delta, dim=1, keepdim=True, out=g_bias)
-                torch.addcmul(g, alpha_scaled, w, out=g_coef)
-            if below is not None:
-                torch.bmm(delta, w_t, out=below)
-                for derivative, act, d in ders:
-                    derivative(act, d)
+                kernel(*fixed, alpha + offset, *hyper, squares + sq_offset, tail[0])
 
-    def _update(self, step_index: int, rates: torch.Tensor | None) -> None:
+    def _update(
+        self,
+        step_index: int,
+        rates: torch.Tensor | None,
+        alpha_scaled: torch.Tensor | None = None,
+        squares: torch.Tensor | None = None,
+    ) -> None:
         """Apply every optimizer run's update (not to models without this step)."""
         saved = None
         if step_index in self.inactive:
             saved = self._snapshot(self.inactive[step_index])
+        if self.native is not None:
+            self._native_update(alpha_scaled, rates, squares)
+            if saved is not None:
+                self._restore(self.inactive[step_index], saved)
+            return
         for start, stop, counter, cols, views in self.adam_runs:
             counter.add_(1)
             lr = rates[start:stop]

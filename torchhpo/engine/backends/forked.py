@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection, wait
 import numpy as np
 import torch
 
+from .. import native
 from ..data import DeviceData
 from ..jobs import Cancelled, Job, JobContext, run_job
 from ..policy import EpochPolicy
@@ -115,6 +116,9 @@ def run_forked(
     context : JobContext
         Results and progress are delivered through it, in this process.
     """
+    # Workers inherit the fused CPU kernels: loading a library (dlopen) in a
+    # forked child is what it must never do.
+    native.load()
     fork = mp.get_context("fork")
     next_job = fork.Value("q", 0)
     cancel = fork.Event()

@@ -1,0 +1,67 @@
+"""The fused CPU kernels' build: cached per machine, optional, never in the way."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from torchhpo.engine import DeviceData, Hyperparams, ModelTask, Pack, native
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """A process that has not loaded the kernels yet, with an empty cache."""
+    monkeypatch.setattr(native, "_loaded", None)
+    monkeypatch.setattr(native, "_failed", False)
+    monkeypatch.setenv("TORCHHPO_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("TORCHHPO_NATIVE", raising=False)
+    return tmp_path
+
+
+def _pack():
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(60, 4)), rng.randint(3, size=60)
+    data = DeviceData.from_numpy(
+        X, np.eye(3)[y], target_kind="multiclass", loss="log_loss"
+    )
+    hyper = Hyperparams(hidden_layer_sizes=(5,), max_iter=3, batch_size=16)
+    return Pack(data, [ModelTask(hyper, np.arange(60), seed=0)])
+
+
+def test_built_once_into_the_cache_then_reused(fresh, monkeypatch):
+    if native.load() is None:
+        pytest.skip("no working C compiler here")
+    (built,) = fresh.glob("kernels-*.so")
+    monkeypatch.setattr(native, "_loaded", None)
+
+    def no_compiler(*args, **kwargs):
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(native, "_compile", no_compiler)
+    assert native.load() is not None  # from the cache
+    assert native.kernels(torch.float32, torch.device("cpu")) is not None
+
+
+def test_without_a_compiler_training_runs_on_aten(fresh, monkeypatch, caplog):
+    monkeypatch.setenv("CC", "false")  # a compiler that always fails
+    with caplog.at_level(logging.DEBUG, logger="torchhpo.engine"):
+        assert native.load() is None
+    assert "fused CPU kernels unavailable" in caplog.text
+    pack = _pack()
+    losses, _, _ = pack.run_epoch()
+    assert pack._fused_step().native is None
+    assert np.isfinite(losses).all()
+
+
+def test_can_be_switched_off(fresh, monkeypatch):
+    monkeypatch.setenv("TORCHHPO_NATIVE", "0")
+    assert native.kernels(torch.float32, torch.device("cpu")) is None
+    assert _pack()._fused_step().native is None
+
+
+def test_only_for_cpu_float32_and_float64(fresh):
+    assert native.kernels(torch.float16, torch.device("cpu")) is None
+    assert native.kernels(torch.float32, torch.device("meta")) is None
