@@ -32,6 +32,7 @@ scikit-learn's ``_fit_and_score`` itself. Results come back in scikit-learn's or
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import product
@@ -118,10 +119,15 @@ def _check_candidate(form: FusedForm) -> BaseException | None:
     return None
 
 
-def _prepare(model: _Model) -> None:
-    """Give the model's MLP the attributes its own ``fit`` sets before training."""
+def _prepare(model: _Model, prototype: BaseMLP) -> None:
+    """Give the model its MLP, with the attributes its own ``fit`` sets first.
+
+    ``prototype`` is an unfitted clone of the candidate's MLP, made once per
+    candidate: a shallow copy of it per model costs microseconds where a
+    ``clone`` costs ~0.2 ms (a second at 5,000 models).
+    """
     view = model.view
-    mlp = clone(model.form.mlp)
+    mlp = copy.copy(prototype)
     vars(mlp).update(view.attrs)
     hidden = mlp._hidden_layer_sizes()
     mlp._initialize(view.n_outputs, [view.X.shape[1], *hidden, view.n_outputs])
@@ -206,6 +212,7 @@ class FusedScheduler:
             partial_fit=self.partial_fit_epochs is not None,
         )
         fused, per_fit = [], []
+        prototypes: dict[int, BaseMLP] = {}  # per candidate
         pairs = product(range(len(configured)), range(len(splits)))
         for index, (c, s) in enumerate(pairs):
             form = forms[c]
@@ -225,7 +232,9 @@ class FusedScheduler:
                 continue
             model.view = view
             try:
-                _prepare(model)
+                if c not in prototypes:
+                    prototypes[c] = clone(form.mlp)
+                _prepare(model, prototypes[c])
             except Exception as exc:
                 fused.append(self._failed(model, exc))
                 continue
