@@ -20,6 +20,11 @@ The math is :mod:`~torchhpo.engine.functional`'s (scikit-learn's ``_backprop``) 
   weights then work along contiguous rows rather than over K = a few classes.
 * Per-epoch constants (sample-weight columns, padding masks, 1 / weight sums,
   Adam's step sizes) are computed once per epoch for all steps, vectorised.
+* On the CPU, where the fused kernels of :mod:`~torchhpo.engine.native` are built,
+  three of a step's phases are one C call each instead of a chain of ATen passes:
+  the batch gather, the softmax output (with its log-loss, delta and intercept
+  gradients) and, per layer and optimizer run, the L2 term with the whole Adam or
+  SGD update. :meth:`FusedStep.run` then passes per-step addresses, not tensors.
 
 :class:`FusedStep` holds references to a pack's tensors at one layout; a pack builds
 a new one when its tensors change (compaction), which is also when a CUDA graph of
@@ -333,7 +338,7 @@ class FusedStep:
                 self._native_updates.append(
                     (kernel, adam, *offsets, tuple(fixed), hyper, tail)
                 )
-        self._size = size
+        self._itemsize = size
         return kernels
 
     def adam_step_sizes(self, n_steps: int) -> torch.Tensor | None:
@@ -413,7 +418,7 @@ class FusedStep:
         addresses into them, so the loop indexes no tensor.
         """
         n_steps, M, B = idx.shape
-        size = self._size
+        size = self._itemsize
         idx = idx.contiguous()
         weight = weight.contiguous()
         scale = denom.reciprocal()
