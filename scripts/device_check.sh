@@ -122,6 +122,7 @@ want("tqdm", (4, 60))
 want("pyyaml", (6,))
 want("pytest", (7,), [("iniconfig", (2,)), ("packaging", (24,)),
                       ("pluggy", (1, 6)), ("pygments", (2, 15))])
+want("pytest-timeout", (2,))  # pyproject's per-test limit (a warning without it)
 print(" ".join(dict.fromkeys(need)))
 EOF
 }

@@ -18,6 +18,7 @@ packages=(
     "tqdm>=4.60" "pyyaml>=6"
     # the test runner and its dependencies
     "pytest>=7" "iniconfig>=2" "packaging>=24" "pluggy>=1.6,<2" "pygments>=2.15"
+    "pytest-timeout>=2"
 )
 if [[ "${1:-}" == "--with-numpy-scipy" ]]; then
     packages+=("numpy>=1.26" "scipy>=1.11")
