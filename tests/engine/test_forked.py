@@ -118,3 +118,16 @@ def test_a_failing_callback_ends_the_training_with_its_error(problem):
 
     with pytest.raises(OSError, match="disk full"):
         train_models(data, tasks, n_workers=2, max_pack_size=1, on_result=fail)
+
+
+@pytest.mark.timeout(150)
+def test_forking_after_thread_workers(problem):
+    # Thread workers that just ended can leave MKL mid-cleanup at the next fork;
+    # a child then spun forever in MKL's allocator (before _quiesce_mkl: within
+    # 20 such rounds, every time). The timeout turns a hang into a failure.
+    data, tasks, reference = problem
+    threads = LocalBackend(processes=False)
+    for _ in range(40):
+        train_models(data, tasks, n_workers=2, max_pack_size=3, backend=threads)
+        results = train_models(data, tasks, n_workers=2, max_pack_size=3)
+    _same(results, reference)
