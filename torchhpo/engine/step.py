@@ -34,7 +34,8 @@ the steps (:mod:`~torchhpo.engine.cuda_graphs`) must be captured again.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -76,6 +77,11 @@ def _softmax_over_classes_(z: torch.Tensor) -> None:
 
 #: Output activations in place on transposed outputs ``(M, K, B)``.
 OUTPUT_ACTIVATIONS_T = {**F.OUTPUT_ACTIVATIONS, "softmax": _softmax_over_classes_}
+
+
+def _address_and_stride(t: torch.Tensor | None) -> tuple[int, int]:
+    """A tensor's address and model stride for the kernels; (0, 0) for none."""
+    return (0, 0) if t is None else (t.data_ptr(), t.stride(0))
 
 
 class StepWorkspace:
@@ -298,13 +304,34 @@ class FusedStep:
         self._native_scratch = torch.empty(B, dtype=self.dtype)
         self._native_sums = torch.empty(2, M, B, dtype=self.dtype).unbind(0)
         self._native_squares = torch.zeros(M, dtype=torch.float64)
+        # The fixed arguments around the per-step ones (batch rows, weights, ...).
+        self._native_gather = (
+            (X.data_ptr(), X.shape[1], Y.data_ptr(), Y.shape[0], Y.shape[1]),
+            (M * B, ws.x.data_ptr(), ws.y.data_ptr()),
+        )
+        if self.fast_loss:
+            K = ws.out.shape[1]
+            bias, g_bias = self.out_bias_t, self.backward_layers[0][3]
+            sums, log_sums = (t.data_ptr() for t in self._native_sums)
+            out, prob = ws.out.data_ptr(), ws.prob.data_ptr()
+            scratch = self._native_scratch.data_ptr()
+            self._native_softmax = (
+                (out, *_address_and_stride(bias), M, K, B, scratch),
+                (prob, M, K, B, sums),
+                (
+                    (out, prob, sums, log_sums, ws.y.data_ptr(), B, M * B),
+                    (M, K, B, self.eps),
+                    _address_and_stride(g_bias),
+                ),
+            )
         cols = {k: c.data_ptr() for k, c in self.opt.columns(self.dtype).items()}
         adam_cols = ("beta_1", "one_minus_beta_1", "beta_2", "one_minus_beta_2")
         adam_cols += ("epsilon",)
-        # Per optimizer run and layer: (kernel, is Adam, the byte offsets of the
-        # run's first model in the per-step arrays (pack dtype, float64), the
-        # fixed leading arguments, the hyper-parameter columns, the tail: Adam's
-        # step counters (first layer only) and whether squares accumulate).
+        # Per optimizer run and layer: (kernel, the byte offsets of the run's first
+        # model in the per-step arrays (pack dtype, float64), the fixed leading
+        # arguments, the hyper-parameter columns, Adam's step counters (an
+        # address, 0 past the first layer; None for SGD), whether the squared
+        # weight sums accumulate (every layer but the first)).
         self._native_updates = []
         for start, stop, kind in opt_runs:
             for layer, block in enumerate(self.blocks):
@@ -322,21 +349,18 @@ class FusedStep:
                 if kind == "adam":
                     fixed.append(second[layer].data_ptr() + offset)
                 fixed += [gc, gc_stride, gb, numel, stop - start, rows, cols_]
-                accumulate = int(layer > 0)
                 if kind == "adam":
                     counters = self.opt.step.data_ptr() + start * 8 if layer == 0 else 0
                     hyper = tuple(cols[k] + start * size for k in adam_cols)
-                    tail = (counters, accumulate)
                     kernel = kernels.adam
                 else:
+                    counters = None
                     hyper = (cols["learning_rate"] + start * size,)
                     hyper += (cols["momentum"] + start * size, int(kind == "nesterov"))
-                    tail = (accumulate,)
                     kernel = kernels.sgd
-                adam = kind == "adam"
                 offsets = (start * size, start * 8)
                 self._native_updates.append(
-                    (kernel, adam, *offsets, tuple(fixed), hyper, tail)
+                    (kernel, *offsets, tuple(fixed), hyper, counters, int(layer > 0))
                 )
         self._itemsize = size
         return kernels
@@ -456,28 +480,12 @@ class FusedStep:
 
     def _native_step(self, s, idx, w, w_scaled, pad, loss, alpha, lr, squares):
         """One step on the fused kernels, its per-step inputs given as addresses."""
-        k, ws = self.native, self.ws
-        X, Y = self.X, self.Y
-        k.gather(
-            X.data_ptr(),
-            X.shape[1],
-            Y.data_ptr(),
-            Y.shape[0],
-            Y.shape[1],
-            idx,
-            ws.n_models * ws.batch,
-            ws.x.data_ptr(),
-            ws.y.data_ptr(),
-        )
-        out = self._forward()
-        self._native_output_at(out, w, w_scaled, pad, loss)
+        self.native.gather(*self._native_gather[0], idx, *self._native_gather[1])
+        self._forward()
+        self._native_output_at(w, w_scaled, pad, loss)
         self._backward(None, fused_output=True)
-        saved = None
-        if s in self.inactive:
-            saved = self._snapshot(self.inactive[s])
-        self._native_update_at(alpha, lr, squares)
-        if saved is not None:
-            self._restore(self.inactive[s], saved)
+        with self._inactive_kept(s):
+            self._native_update_at(alpha, lr, squares)
 
     def _forward(self) -> torch.Tensor:
         """Hidden layers and the output layer's matmul (no output activation)."""
@@ -572,24 +580,14 @@ class FusedStep:
         ws, k = self.ws, self.native
         flat = idx.view(-1)
         if k is not None:
-            k.gather(
-                self.X.data_ptr(),
-                self.X.shape[1],
-                self.Y.data_ptr(),
-                self.Y.shape[0],
-                self.Y.shape[1],
-                flat.data_ptr(),
-                flat.shape[0],
-                ws.x.data_ptr(),
-                ws.y.data_ptr(),
-            )
+            k.gather(*self._native_gather[0], flat.data_ptr(), *self._native_gather[1])
         else:
             torch.index_select(self.X, 0, flat, out=ws.x)
             torch.index_select(self.Y, 1, flat, out=ws.y)
         out = self._forward()
         fused_output = k is not None and self.fast_loss
         if fused_output:
-            self._native_output(out, w3, w_scaled, pad, data_loss)
+            self._native_output(w3, w_scaled, pad, data_loss)
         else:
             if self.out_bias_t is not None:
                 out.add_(self.out_bias_t)
@@ -605,17 +603,16 @@ class FusedStep:
             self._squared_weight_sum(squares)
         self._backward(None if k is not None else alpha_scaled, fused_output)
 
-    def _native_output(self, out, w3, w_scaled, pad, data_loss) -> None:
+    def _native_output(self, w3, w_scaled, pad, data_loss) -> None:
         """:meth:`_native_output_at` for per-step tensors."""
         self._native_output_at(
-            out,
             w3.data_ptr(),
             w_scaled.data_ptr(),
             0 if pad is None else pad.data_ptr(),
             data_loss.data_ptr(),
         )
 
-    def _native_output_at(self, out, w3, w_scaled, pad, data_loss) -> None:
+    def _native_output_at(self, w3, w_scaled, pad, data_loss) -> None:
         """Softmax, log-loss terms, output delta and intercept gradients, fused.
 
         Three C passes around two vectorised ATen ones (the exponential and the
@@ -623,42 +620,14 @@ class FusedStep:
         ``w3``, ``w_scaled`` (M, B), ``pad`` (M, B, bool or 0 for none) and
         ``data_loss`` (M,) are addresses.
         """
-        k, ws = self.native, self.ws
-        M, K, B = out.shape
-        bias = self.out_bias_t
+        k, (shift_args, sums_args, delta_args) = self.native, self._native_softmax
+        k.softmax_shift(*shift_args)
+        torch.exp(self.ws.out, out=self.ws.prob)
+        k.softmax_sums(*sums_args)
         sums, log_sums = self._native_sums
-        k.softmax_shift(
-            out.data_ptr(),
-            0 if bias is None else bias.data_ptr(),
-            0 if bias is None else bias.stride(0),
-            M,
-            K,
-            B,
-            self._native_scratch.data_ptr(),
-        )
-        torch.exp(out, out=ws.prob)
-        k.softmax_sums(ws.prob.data_ptr(), M, K, B, sums.data_ptr())
         torch.log(sums, out=log_sums)
-        g_bias = self.backward_layers[0][3]
-        k.softmax_delta(
-            out.data_ptr(),
-            ws.prob.data_ptr(),
-            sums.data_ptr(),
-            log_sums.data_ptr(),
-            ws.y.data_ptr(),
-            B,
-            M * B,
-            w3,
-            w_scaled,
-            pad,
-            M,
-            K,
-            B,
-            self.eps,
-            data_loss,
-            0 if g_bias is None else g_bias.data_ptr(),
-            0 if g_bias is None else g_bias.stride(0),
-        )
+        before, middle, after = delta_args
+        k.softmax_delta(*before, w3, w_scaled, pad, *middle, data_loss, *after)
 
     def _native_update(self, alpha_scaled, rates, squares) -> None:
         """:meth:`_native_update_at` for per-step tensors."""
@@ -675,19 +644,13 @@ class FusedStep:
         ``alpha`` (M,) and ``lr`` (M,) in the pack's dtype (``lr`` 0 without
         Adam) and ``squares`` (M,) float64 are addresses.
         """
-        for kernel, adam, offset, sq_offset, fixed, hyper, tail in self._native_updates:
-            if adam:
-                kernel(
-                    *fixed,
-                    alpha + offset,
-                    *hyper,
-                    lr + offset,
-                    *tail[:1],
-                    squares + sq_offset,
-                    tail[1],
-                )
-            else:
-                kernel(*fixed, alpha + offset, *hyper, squares + sq_offset, tail[0])
+        for entry in self._native_updates:
+            kernel, offset, sq_offset, fixed, hyper, counters, accumulate = entry
+            tail = (squares + sq_offset, accumulate)
+            if counters is None:  # SGD
+                kernel(*fixed, alpha + offset, *hyper, *tail)
+            else:  # Adam: its rate and step counters follow its columns
+                kernel(*fixed, alpha + offset, *hyper, lr + offset, counters, *tail)
 
     def _update(
         self,
@@ -697,25 +660,30 @@ class FusedStep:
         squares: torch.Tensor | None = None,
     ) -> None:
         """Apply every optimizer run's update (not to models without this step)."""
-        saved = None
-        if step_index in self.inactive:
-            saved = self._snapshot(self.inactive[step_index])
-        if self.native is not None:
-            self._native_update(alpha_scaled, rates, squares)
-            if saved is not None:
-                self._restore(self.inactive[step_index], saved)
+        with self._inactive_kept(step_index):
+            if self.native is not None:
+                self._native_update(alpha_scaled, rates, squares)
+                return
+            for start, stop, counter, cols, views in self.adam_runs:
+                counter.add_(1)
+                lr = rates[start:stop]
+                for p, g, m, v, tmp in views:
+                    adam_update_(p, g, m, v, cols, lr, tmp)
+            for cols, nesterov, views in self.sgd_runs:
+                lr, mu = cols["learning_rate"], cols["momentum"]
+                for p, g, vel, _ in views:
+                    sgd_update_(p, g, vel, lr, mu, nesterov)
+
+    @contextmanager
+    def _inactive_kept(self, step_index: int) -> Iterator[None]:
+        """Undo, for the models that do not take this step, what the body changes."""
+        if step_index not in self.inactive:
+            yield
             return
-        for start, stop, counter, cols, views in self.adam_runs:
-            counter.add_(1)
-            lr = rates[start:stop]
-            for p, g, m, v, tmp in views:
-                adam_update_(p, g, m, v, cols, lr, tmp)
-        for cols, nesterov, views in self.sgd_runs:
-            lr, mu = cols["learning_rate"], cols["momentum"]
-            for p, g, vel, _ in views:
-                sgd_update_(p, g, vel, lr, mu, nesterov)
-        if saved is not None:
-            self._restore(self.inactive[step_index], saved)
+        index = self.inactive[step_index]
+        saved = self._snapshot(index)
+        yield
+        self._restore(index, saved)
 
     def _data_loss(self, out, y, w3, denom, into: torch.Tensor) -> None:
         """Each model's data loss into ``into`` (fast path: its unscaled sum)."""

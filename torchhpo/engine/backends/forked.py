@@ -96,7 +96,8 @@ def _resolve_mkl_free_buffers():
     return None
 
 
-_MKL_FREE_BUFFERS = _resolve_mkl_free_buffers() if _PRCTL is not None else None
+_LINUX = sys.platform.startswith("linux")
+_MKL_FREE_BUFFERS = _resolve_mkl_free_buffers() if _LINUX else None
 
 
 def _quiesce_mkl() -> None:
