@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from torchhpo.engine import DeviceData, Hyperparams, ModelTask, Pack, native
+from torchhpo.engine import rng as rng_module
 
 
 @pytest.fixture
@@ -65,3 +66,39 @@ def test_can_be_switched_off(fresh, monkeypatch):
 def test_only_for_cpu_float32_and_float64(fresh):
     assert native.kernels(torch.float16, torch.device("cpu")) is None
     assert native.kernels(torch.float32, torch.device("meta")) is None
+
+
+def _uneven_pack():
+    rng = np.random.RandomState(1)
+    X, y = rng.normal(size=(300, 4)), rng.randint(3, size=300)
+    data = DeviceData.from_numpy(
+        X, np.eye(3)[y], target_kind="multiclass", loss="log_loss"
+    )
+    tasks = []
+    for i, (batch, shuffle) in enumerate([(16, True), (50, False), (7, True)]):
+        hyper = Hyperparams(hidden_layer_sizes=(5,), batch_size=batch, shuffle=shuffle)
+        train = rng.permutation(300)[: 300 - 97 * i]
+        tasks.append(ModelTask(hyper, train, seed=i))
+    return Pack(data, tasks)
+
+
+def test_epoch_rows_are_the_tensor_path_rows(monkeypatch):
+    if native.load() is None:
+        pytest.skip("no working C compiler here")
+    pack = _uneven_pack()
+    assert pack.uneven_steps  # models of several lengths and batch sizes
+    for _ in range(3):
+        pack.epochs += 1
+        base = rng_module.stream_base(
+            pack.seeds, rng_module.STREAM_SHUFFLE, pack.epochs
+        )
+        fused = pack._batch_rows(base)
+        with monkeypatch.context() as patch:
+            patch.setattr(native, "kernels", lambda dtype, device: None)
+            expected = pack._batch_rows(base)
+        assert fused.shape == (pack.n_steps, pack.size, pack.width)
+        assert torch.equal(fused, expected)
+    # Each shuffling model's real rows are its training rows, once each.
+    real = pack.valid.bool()
+    for m, task in enumerate(pack.tasks):
+        assert sorted(fused[:, m][real[:, m]].tolist()) == sorted(task.train_index)

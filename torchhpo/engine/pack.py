@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from . import rng
+from . import native, rng
 from .buffers import BlockAttribute
 from .convergence import ConvergenceTracker
 from .cuda_graphs import GraphedEpoch, epoch_runner
@@ -309,6 +309,10 @@ class Pack:
         self.positions = pos.clamp(max=max_pos).view(len(self.alive), -1)
         self.valid = valid.permute(1, 0, 2).to(dtype).contiguous()  # (S, M, B)
         self.count = self.valid.sum(dim=2)  # (S, M)
+        # The weight sums of unweighted data (1 where a model takes no step).
+        self.valid_denom = torch.where(
+            self.count > 0, self.count, torch.ones_like(self.count)
+        )
         active = steps.view(1, -1) > torch.arange(self.n_steps, device=device).view(
             -1, 1
         )
@@ -327,20 +331,49 @@ class Pack:
 
     def _epoch_batches(self):
         """Return this epoch's row indices (S, M, B), weights (S, M, B), weight sums."""
-        M = self.size
         base = rng.stream_base(self.seeds, rng.STREAM_SHUFFLE, self.epochs)
-        order = rng.permutation_order(
-            base, self.n_train, self.train_rows.shape[1], self.shuffle
-        )
-        rows = self.train_rows.gather(1, order)
-        idx = rows.gather(1, self.positions).view(M, self.n_steps, self.width)
-        idx = idx.permute(1, 0, 2).contiguous()
-        weight = self.valid
-        if self.data.sample_weight is not None:
-            weight = weight * self.data.sample_weight[idx]
+        idx = self._batch_rows(base)
+        if self.data.sample_weight is None:
+            return idx, self.valid, self.valid_denom
+        weight = self.valid * self.data.sample_weight[idx]
         denom = weight.sum(dim=2)
         denom = torch.where(denom > 0, denom, torch.ones_like(denom))
         return idx, weight, denom
+
+    def _batch_rows(self, base: torch.Tensor) -> torch.Tensor:
+        """Return the epoch's batch rows ``(S, M, B)`` for shuffle keys ``base``.
+
+        On the CPU one fused C call (:mod:`~torchhpo.engine.native`) draws the
+        permutations and lays the rows out; elsewhere tensor ops do, in the same
+        order.
+        """
+        M, S, B = self.size, self.n_steps, self.width
+        width = self.train_rows.shape[1]
+        kernels = native.kernels(self.data.dtype, self.data.device)
+        if kernels is not None:
+            idx = torch.empty(S, M, B, dtype=torch.int64)
+            inputs = (base, self.n_train, self.shuffle, self.train_rows)
+            base, n_train, shuffle, rows = (t.contiguous() for t in inputs)
+            positions = self.positions.contiguous()
+            done = kernels.epoch_rows(
+                base.data_ptr(),
+                n_train.data_ptr(),
+                shuffle.data_ptr(),
+                rows.data_ptr(),
+                width,
+                positions.data_ptr(),
+                M,
+                S,
+                B,
+                idx.data_ptr(),
+            )
+            if done != 0:
+                raise MemoryError("could not allocate an epoch's shuffle scratch")
+            return idx
+        order = rng.permutation_order(base, self.n_train, width, self.shuffle)
+        rows = self.train_rows.gather(1, order)
+        idx = rows.gather(1, self.positions).view(M, S, B)
+        return idx.permute(1, 0, 2).contiguous()
 
     def _fused_step(self) -> FusedStep:
         """Return the step kernel for the pack's current tensors (built on change)."""

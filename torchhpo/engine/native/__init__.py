@@ -38,7 +38,7 @@ logger = logging.getLogger("torchhpo.engine")
 
 SOURCE = Path(__file__).with_name("kernels.c")
 #: Must match ``torchhpo_kernels_version()`` in ``kernels.c``.
-VERSION = 2
+VERSION = 4
 _FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared"]
 
 _P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
@@ -72,7 +72,24 @@ def _signatures(scalar) -> dict[str, list]:
         ],
         "adam": [_P, _P, _P, _P, _I, _P, _I, _I, _I, _I, *[_P] * 7, _P, _P, _INT],
         "sgd": [_P, _P, _P, _I, _P, _I, _I, _I, _I, _P, _P, _P, _INT, _P, _INT],
+        "hidden_forward": [_P, _P, _I, _P, _I, _I, _I],
+        "hidden_backward": [_P, _P, _P, _I, _I, _I, _P, _I, _P],
     }
+
+
+#: The functions whose result is an int status (0: done).
+_STATUS = {"run_epoch": [_P, _I, _P, _I, _I, _P]}
+
+#: MKL's batched matmul and VML tanh / exp / ln per dtype, in ``run_epoch``'s
+#: ``fns`` order: the functions ATen's bmm, tanh, exp and log call.
+_MKL = {
+    torch.float32: ("cblas_sgemm_batch", "vsTanh", "vsExp", "vsLn"),
+    torch.float64: ("cblas_dgemm_batch", "vdTanh", "vdExp", "vdLn"),
+}
+
+
+#: The functions of no particular dtype: name -> (argument types, result type).
+_COMMON = {"epoch_rows": ([_P, _P, _P, _P, _I, _P, _I, _I, _I, _P], _INT)}
 
 
 class Kernels:
@@ -81,7 +98,18 @@ class Kernels:
     Attributes
     ----------
     gather, softmax_shift, softmax_sums, softmax_delta, adam, sgd : callable
-        See ``kernels.c`` for their arguments (pointers as ints).
+    hidden_forward, hidden_backward : callable
+        The dtype's functions; see ``kernels.c`` for their arguments (pointers
+        as ints).
+    epoch_rows : callable
+        The batch rows of an epoch (int64, the same for every dtype).
+    run_epoch : callable
+        Runs a step program (:mod:`~torchhpo.engine.native.program`) for every
+        step of an epoch.
+    mkl : ctypes array of void pointers, or None
+        The MKL functions ``run_epoch`` calls (see ``_MKL``), found in torch's
+        own library; None where torch carries no MKL (then ``run_epoch`` is not
+        used).
     """
 
     def __init__(self, library: ctypes.CDLL, dtype: torch.dtype) -> None:
@@ -92,6 +120,28 @@ class Kernels:
             function.argtypes = argtypes
             function.restype = None
             setattr(self, name, function)
+        for name, argtypes in _STATUS.items():
+            function = getattr(library, f"{name}_{suffix}")
+            function.argtypes, function.restype = argtypes, _INT
+            setattr(self, name, function)
+        self.mkl = _mkl_functions(dtype)
+        for name, (argtypes, restype) in _COMMON.items():
+            function = getattr(library, name)
+            function.argtypes, function.restype = argtypes, restype
+            setattr(self, name, function)
+
+
+def _mkl_functions(dtype: torch.dtype):
+    """Return MKL's functions for ``run_epoch`` from torch's library, or None."""
+    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    try:
+        handle = ctypes.CDLL(str(library))
+        found = [getattr(handle, name) for name in _MKL[dtype]]
+    except (OSError, AttributeError):
+        return None
+    return (ctypes.c_void_p * len(found))(
+        *(ctypes.cast(f, ctypes.c_void_p).value for f in found)
+    )
 
 
 _lock = threading.Lock()

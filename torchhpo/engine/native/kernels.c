@@ -13,6 +13,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LANES 16
@@ -220,6 +221,153 @@
     }                                                                          \
   }
 
+/* Hidden layer, forward epilogue, on z (M, B, H) after its matmul: per model i,
+ * add the intercepts bias[i * bias_stride + h] (none if bias is NULL), then
+ * where act[i] is 1 apply relu, max(z, 0) with NaN kept (np.maximum's). Other
+ * codes (0) leave the activation to the caller (identity, or ATen's vectorised
+ * tanh / logistic). */
+#define HIDDEN_FORWARD(T, SFX)                                                  \
+  void hidden_forward_##SFX(T *z, const T *bias, int64_t bias_stride,         \
+                            const uint8_t *act, int64_t M, int64_t B,          \
+                            int64_t H) {                                       \
+    for (int64_t i = 0; i < M; ++i) {                                          \
+      T *zi = z + i * B * H;                                                   \
+      const T *bi = bias ? bias + i * bias_stride : NULL;                      \
+      if (act[i] == 1 && bi) {                                                 \
+        for (int64_t b = 0; b < B; ++b) {                                      \
+          T *row = zi + b * H;                                                 \
+          for (int64_t h = 0; h < H; ++h) {                                    \
+            const T v = row[h] + bi[h];                                        \
+            row[h] = v < 0 ? 0 : v;                                            \
+          }                                                                    \
+        }                                                                      \
+      } else if (act[i] == 1) {                                                \
+        for (int64_t j = 0; j < B * H; ++j) zi[j] = zi[j] < 0 ? 0 : zi[j];     \
+      } else if (bi) {                                                         \
+        for (int64_t b = 0; b < B; ++b) {                                      \
+          T *row = zi + b * H;                                                 \
+          for (int64_t h = 0; h < H; ++h) row[h] += bi[h];                     \
+        }                                                                      \
+      }                                                                        \
+    }                                                                          \
+  }
+
+/* Hidden layer, backward epilogue, on delta (M, B, H) (the matmul's delta @ W.T)
+ * with a (M, B, H) the layer's activations: per model i, the derivative of
+ * act[i], scikit-learn's: 0 identity (none), 1 relu (delta = 0 where a == 0),
+ * 2 tanh (delta *= 1 - a * a), 3 logistic (delta *= a; delta *= 1 - a). Then,
+ * if bgrad, bgrad[i * bgrad_stride + h] = sum over b of delta, added in double
+ * (acc: H doubles of scratch). */
+#define HIDDEN_BACKWARD(T, SFX)                                                 \
+  void hidden_backward_##SFX(T *delta, const T *a, const uint8_t *act,        \
+                             int64_t M, int64_t B, int64_t H, T *bgrad,        \
+                             int64_t bgrad_stride, double *acc) {             \
+    const int64_t n = B * H;                                                   \
+    for (int64_t i = 0; i < M; ++i) {                                          \
+      T *d = delta + i * n;                                                    \
+      const T *ai = a + i * n;                                                 \
+      switch (act[i]) {                                                        \
+        case 1:                                                                \
+          for (int64_t j = 0; j < n; ++j) d[j] = ai[j] == 0 ? 0 : d[j];        \
+          break;                                                               \
+        case 2:                                                                \
+          for (int64_t j = 0; j < n; ++j) d[j] *= 1 - ai[j] * ai[j];           \
+          break;                                                               \
+        case 3:                                                                \
+          for (int64_t j = 0; j < n; ++j) {                                    \
+            d[j] *= ai[j];                                                     \
+            d[j] *= 1 - ai[j];                                                 \
+          }                                                                    \
+          break;                                                               \
+        default:                                                               \
+          break;                                                               \
+      }                                                                        \
+      if (!bgrad) continue;                                                    \
+      for (int64_t h = 0; h < H; ++h) acc[h] = 0;                              \
+      for (int64_t b = 0; b < B; ++b) {                                        \
+        const T *row = d + b * H;                                              \
+        for (int64_t h = 0; h < H; ++h) acc[h] += (double)row[h];              \
+      }                                                                        \
+      T *g = bgrad + i * bgrad_stride;                                         \
+      for (int64_t h = 0; h < H; ++h) g[h] = (T)acc[h];                        \
+    }                                                                          \
+  }
+
+/* rng.py's key mixer: a bijection on 32-bit integers. */
+static inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x45D9F3Bu;
+  x ^= x >> 15;
+  x *= 0x119DE1F3u;
+  return x ^ (x >> 16);
+}
+
+/* Sorts src[0:len) (distinct values) into dst: a counting pass into 2**bits
+ * buckets by the top bits (about one value each: the keys are uniform hashes),
+ * then an insertion sort, which only moves values that share a bucket. */
+static void sort_distinct(const uint64_t *src, uint64_t *dst, int64_t len,
+                          int bits, int64_t *count) {
+  const int64_t buckets = (int64_t)1 << bits;
+  const int shift = 64 - bits;
+  for (int64_t d = 0; d <= buckets; ++d) count[d] = 0;
+  for (int64_t j = 0; j < len; ++j) ++count[(src[j] >> shift) + 1];
+  for (int64_t d = 0; d < buckets; ++d) count[d + 1] += count[d];
+  for (int64_t j = 0; j < len; ++j) dst[count[src[j] >> shift]++] = src[j];
+  for (int64_t j = 1; j < len; ++j) {
+    const uint64_t v = dst[j];
+    int64_t k = j;
+    for (; k > 0 && dst[k - 1] > v; --k) dst[k] = dst[k - 1];
+    dst[k] = v;
+  }
+}
+
+#define MAX_BUCKET_BITS 16
+
+/* One epoch's batch rows of M models, in the step layout idx (S, M, B): model i
+ * orders its first n[i] positions by the keys mix32(base[i] ^ j) if shuffle[i]
+ * (rng.permutation_order's keys, distinct, so every sort gives this order), else
+ * keeps them, and the padding positions n[i]..width-1 follow in order; then
+ * idx[s, i, b] = rows[i, order[positions[i, s * B + b]]], with rows (M, width)
+ * and positions (M, S * B). Returns 0, or -1 if the scratch could not be
+ * allocated. */
+int epoch_rows(const int64_t *base, const int64_t *n, const uint8_t *shuffle,
+               const int64_t *rows, int64_t width, const int64_t *positions,
+               int64_t M, int64_t S, int64_t B, int64_t *idx) {
+  uint64_t *pairs = malloc(2 * (size_t)width * sizeof(uint64_t));
+  int64_t *order = malloc((size_t)width * sizeof(int64_t));
+  int64_t *count = malloc((((size_t)1 << MAX_BUCKET_BITS) + 1) * sizeof(int64_t));
+  if (!pairs || !order || !count) {
+    free(pairs);
+    free(order);
+    free(count);
+    return -1;
+  }
+  uint64_t *sorted = pairs + width;
+  for (int64_t i = 0; i < M; ++i) {
+    const int64_t len = n[i] < width ? n[i] : width;
+    for (int64_t j = 0; j < width; ++j) order[j] = j;
+    if (shuffle[i] && len > 1) {
+      const uint32_t key = (uint32_t)base[i];
+      for (int64_t j = 0; j < len; ++j)
+        pairs[j] = (uint64_t)mix32(key ^ (uint32_t)j) << 32 | (uint64_t)j;
+      int bits = 1;
+      while (((int64_t)1 << bits) < len && bits < MAX_BUCKET_BITS) ++bits;
+      sort_distinct(pairs, sorted, len, bits, count);
+      for (int64_t j = 0; j < len; ++j) order[j] = (int64_t)(sorted[j] & 0xFFFFFFFFu);
+    }
+    const int64_t *rows_i = rows + i * width, *pos_i = positions + i * S * B;
+    for (int64_t s = 0; s < S; ++s) {
+      int64_t *out = idx + (s * M + i) * B;
+      const int64_t *pos = pos_i + s * B;
+      for (int64_t b = 0; b < B; ++b) out[b] = rows_i[order[pos[b]]];
+    }
+  }
+  free(pairs);
+  free(order);
+  free(count);
+  return 0;
+}
+
 SUMS(float, f32)
 SUMS(double, f64)
 GATHER(float, f32)
@@ -234,6 +382,167 @@ ADAM(float, f32, sqrtf)
 ADAM(double, f64, sqrt)
 SGD(float, f32)
 SGD(double, f64)
+HIDDEN_FORWARD(float, f32)
+HIDDEN_FORWARD(double, f64)
+HIDDEN_BACKWARD(float, f32)
+HIDDEN_BACKWARD(double, f64)
+
+/* ---- A whole epoch in one call -------------------------------------------
+ * run_epoch_* runs a program (a list of operations fixed once per pack layout,
+ * see torchhpo/engine/native/program.py) once per step. The program is int64
+ * words: an opcode, its argument count, then its arguments; an argument v < 0
+ * is the per-step value slots[s * n_slots + (-v - 1)] (the step's batch rows,
+ * weights, loss and optimizer addresses), any other is used as it is. The
+ * matmuls and the vectorised exp / ln / tanh are MKL's (cblas_?gemm_batch and
+ * VML, the very functions ATen's bmm, exp, log and tanh call), resolved from
+ * torch's own library and passed in fns: no Python runs between the steps. */
+enum {
+  OP_GATHER = 1,
+  OP_GEMM,
+  OP_HIDDEN_FORWARD,
+  OP_TANH,
+  OP_LOGISTIC,
+  OP_SOFTMAX_SHIFT,
+  OP_EXP,
+  OP_SOFTMAX_SUMS,
+  OP_LN,
+  OP_SOFTMAX_DELTA,
+  OP_HIDDEN_BACKWARD,
+  OP_ADAM,
+  OP_SGD,
+  OP_SAVE,
+  OP_RESTORE
+};
+
+#define MAX_ARGS 128
+
+/* MKL_INT is int (LP64) or int64_t (ILP64) depending on how torch links MKL.
+ * Sizes are passed as int64_t, by value and in arrays: a small non-negative
+ * int64_t read as an int (its low half, little-endian) is the same number, so
+ * either interface reads them right. The transpose flags are C enums (int). */
+typedef void (*gemm_batch_fn)(int layout, const int *transa, const int *transb,
+                              const int64_t *m, const int64_t *n,
+                              const int64_t *k, const void *alpha,
+                              const void **a, const int64_t *lda,
+                              const void **b, const int64_t *ldb,
+                              const void *beta, void **c, const int64_t *ldc,
+                              int64_t groups, const int64_t *group_size);
+typedef void (*vml_fn)(int64_t n, const void *a, void *r);
+
+/* Copies the rows index[0:count) of each (address, bytes per model) pair to
+ * scratch (save) or back (restore): the state a step must not change for the
+ * models that do not take it. */
+static void keep_rows(const int64_t *a, int restore) {
+  const int64_t *index = (const int64_t *)a[0];
+  const int64_t count = a[1], n = a[3];
+  char *scratch = (char *)a[2];
+  for (int64_t t = 0; t < n; ++t) {
+    char *base = (char *)a[4 + 2 * t];
+    const int64_t bytes = a[5 + 2 * t];
+    for (int64_t c = 0; c < count; ++c, scratch += bytes) {
+      char *row = base + index[c] * bytes;
+      if (restore)
+        memcpy(row, scratch, (size_t)bytes);
+      else
+        memcpy(scratch, row, (size_t)bytes);
+    }
+  }
+}
+
+#define P(T, j) ((T *)a[j])
+#define RUN_EPOCH(T, SFX, EXP)                                                  \
+  int run_epoch_##SFX(const int64_t *prog, int64_t len, const int64_t *slots, \
+                      int64_t n_slots, int64_t n_steps, void *const *fns) {    \
+    const gemm_batch_fn gemm = (gemm_batch_fn)fns[0];                          \
+    const vml_fn vml_tanh = (vml_fn)fns[1], vml_exp = (vml_fn)fns[2],          \
+                 vml_ln = (vml_fn)fns[3];                                      \
+    const T one = 1, zero = 0;                                                 \
+    int64_t a[MAX_ARGS];                                                       \
+    for (int64_t s = 0; s < n_steps; ++s) {                                    \
+      const int64_t *step = slots + s * n_slots;                               \
+      for (int64_t pc = 0; pc < len;) {                                        \
+        const int64_t op = prog[pc], n = prog[pc + 1];                         \
+        if (n > MAX_ARGS) return -1;                                           \
+        for (int64_t j = 0; j < n; ++j) {                                      \
+          const int64_t v = prog[pc + 2 + j];                                  \
+          a[j] = v < 0 ? step[-v - 1] : v;                                     \
+        }                                                                      \
+        pc += 2 + n;                                                           \
+        switch (op) {                                                          \
+          case OP_GATHER:                                                      \
+            gather_##SFX(P(const T, 0), a[1], P(const T, 2), a[3], a[4],       \
+                         P(const int64_t, 5), a[6], P(T, 7), P(T, 8));         \
+            break;                                                             \
+          case OP_GEMM: {                                                      \
+            const int ta = (int)a[0], tb = (int)a[1];                          \
+            gemm(101, &ta, &tb, &a[2], &a[3], &a[4], &one, (const void **)a[9], \
+                 &a[5], (const void **)a[10], &a[6], &zero, (void **)a[11],    \
+                 &a[7], 1, &a[8]);                                             \
+            break;                                                             \
+          }                                                                    \
+          case OP_HIDDEN_FORWARD:                                              \
+            hidden_forward_##SFX(P(T, 0), P(const T, 1), a[2],                 \
+                                 P(const uint8_t, 3), a[4], a[5], a[6]);       \
+            break;                                                             \
+          case OP_TANH:                                                        \
+            vml_tanh(a[1], P(T, 0), P(T, 0));                                  \
+            break;                                                             \
+          case OP_LOGISTIC: {                                                  \
+            T *z = P(T, 0);                                                    \
+            for (int64_t j = 0; j < a[1]; ++j) z[j] = 1 / (1 + EXP(-z[j]));    \
+            break;                                                             \
+          }                                                                    \
+          case OP_SOFTMAX_SHIFT:                                               \
+            softmax_shift_##SFX(P(T, 0), P(const T, 1), a[2], a[3], a[4],      \
+                                a[5], P(T, 6));                                \
+            break;                                                             \
+          case OP_EXP:                                                         \
+            vml_exp(a[1], P(const T, 0), P(T, 2));                             \
+            break;                                                             \
+          case OP_SOFTMAX_SUMS:                                                \
+            softmax_sums_##SFX(P(const T, 0), a[1], a[2], a[3], P(T, 4));      \
+            break;                                                             \
+          case OP_LN:                                                          \
+            vml_ln(a[1], P(const T, 0), P(T, 2));                              \
+            break;                                                             \
+          case OP_SOFTMAX_DELTA:                                               \
+            softmax_delta_##SFX(P(T, 0), P(T, 1), P(const T, 2),               \
+                                P(const T, 3), P(const T, 4), a[5], a[6],      \
+                                P(const T, 7), P(const T, 8),                  \
+                                P(const uint8_t, 9), a[10], a[11], a[12],      \
+                                *P(const T, 13), P(T, 14), P(T, 15), a[16]);   \
+            break;                                                             \
+          case OP_HIDDEN_BACKWARD:                                             \
+            hidden_backward_##SFX(P(T, 0), P(const T, 1), P(const uint8_t, 2), \
+                                  a[3], a[4], a[5], P(T, 6), a[7],             \
+                                  P(double, 8));                               \
+            break;                                                             \
+          case OP_ADAM:                                                        \
+            adam_##SFX(P(T, 0), P(T, 1), P(T, 2), P(const T, 3), a[4],         \
+                       P(const T, 5), a[6], a[7], a[8], a[9], P(const T, 10),  \
+                       P(const T, 11), P(const T, 12), P(const T, 13),         \
+                       P(const T, 14), P(const T, 15), P(const T, 16),         \
+                       P(double, 17), P(double, 18), (int)a[19]);              \
+            break;                                                             \
+          case OP_SGD:                                                         \
+            sgd_##SFX(P(T, 0), P(T, 1), P(const T, 2), a[3], P(const T, 4),    \
+                      a[5], a[6], a[7], a[8], P(const T, 9), P(const T, 10),   \
+                      P(const T, 11), (int)a[12], P(double, 13), (int)a[14]);  \
+            break;                                                             \
+          case OP_SAVE:                                                        \
+          case OP_RESTORE:                                                     \
+            keep_rows(a, op == OP_RESTORE);                                    \
+            break;                                                             \
+          default:                                                             \
+            return -2;                                                         \
+        }                                                                      \
+      }                                                                        \
+    }                                                                          \
+    return 0;                                                                  \
+  }
+
+RUN_EPOCH(float, f32, expf)
+RUN_EPOCH(double, f64, exp)
 
 /* The version of this file's interface: the loader checks it. */
-int torchhpo_kernels_version(void) { return 2; }
+int torchhpo_kernels_version(void) { return 4; }
