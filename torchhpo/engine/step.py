@@ -34,6 +34,7 @@ the steps (:mod:`~torchhpo.engine.cuda_graphs`) must be captured again.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -41,7 +42,10 @@ import torch
 
 from . import functional as F
 from . import native
+from .native.program import NotExpressible, StepProgram, slot_table
 from .optimizers import OptimizerHyper, adam_rates, adam_update_, sgd_update_
+
+logger = logging.getLogger("torchhpo.engine")
 
 
 def _relu_derivative_(z: torch.Tensor, delta: torch.Tensor) -> None:
@@ -74,6 +78,11 @@ def _softmax_over_classes_(z: torch.Tensor) -> None:
     z.sub_(z.amax(dim=1, keepdim=True)).exp_()
     z.div_(z.sum(dim=1, keepdim=True))
 
+
+#: The hidden activations' codes in the C epilogues (``kernels.c``).
+_ACTIVATION_CODES = {"identity": 0, "relu": 1, "tanh": 2, "logistic": 3}
+#: Forward activations the C epilogue leaves to ATen's vectorised kernels.
+_ATEN_FORWARD = (F.HIDDEN_ACTIVATIONS["tanh"], F.HIDDEN_ACTIVATIONS["logistic"])
 
 #: Output activations in place on transposed outputs ``(M, K, B)``.
 OUTPUT_ACTIVATIONS_T = {**F.OUTPUT_ACTIVATIONS, "softmax": _softmax_over_classes_}
@@ -205,6 +214,7 @@ class FusedStep:
         self._prepare_updates(self.blocks, list(first), list(second), opt_runs)
         self._prepare_layers()
         self._offsets: torch.Tensor | None = None
+        self._native_forward = self._native_backward = None
         self.native = self._prepare_native(list(first), list(second), opt_runs)
 
     def _prepare_layers(self) -> None:
@@ -362,8 +372,141 @@ class FusedStep:
                 self._native_updates.append(
                     (kernel, *offsets, tuple(fixed), hyper, counters, int(layer > 0))
                 )
-        self._itemsize = size
+        self._prepare_native_epilogues()
+        self._program = None
+        if self.fast_loss and kernels.mkl is not None:
+            try:
+                self._program = self._prepare_program()
+            except NotExpressible as reason:
+                logger.debug("the step runs from Python: %s", reason)
         return kernels
+
+    def _prepare_program(self) -> tuple[torch.Tensor, StepProgram, list]:
+        """Record the native step as a program for ``run_epoch`` (one call an epoch).
+
+        The operations are those :meth:`_native_step` makes, in its order, with
+        the same fixed arguments; each step's own addresses are slots, described
+        by ``(source, byte offset)`` for :meth:`_run_program` to fill in.
+        """
+        ws = self.ws
+        program, slots = StepProgram(), []
+
+        def slot(source: str, offset: int = 0) -> int:
+            slots.append((source, offset))
+            return program.slot()
+
+        idx, w, w_scaled, pad, loss = (
+            slot(name) for name in ("idx", "w", "w_scaled", "pad", "loss")
+        )
+        fixed_in, fixed_out = self._native_gather
+        program.emit("gather", *fixed_in, idx, *fixed_out)
+        for i, (a, weights, _, z, _) in enumerate(self.hidden_layers):
+            program.gemm(a, weights, z)
+            args, aten = self._native_forward[i]
+            if args is not None:
+                program.emit("hidden_forward", *args)
+            for activation, view in aten:
+                tanh = activation is F.HIDDEN_ACTIVATIONS["tanh"]
+                program.emit(
+                    "tanh" if tanh else "logistic", view.data_ptr(), view.numel()
+                )
+        program.gemm(self.out_weights_t, self.inputs_t[-1], ws.out)
+        shift, sums, (before, middle, after) = self._native_softmax
+        program.emit("softmax_shift", *shift)
+        program.emit("exp", ws.out.data_ptr(), ws.out.numel(), ws.prob.data_ptr())
+        program.emit("softmax_sums", *sums)
+        row_sums, log_sums = self._native_sums
+        program.emit("ln", row_sums.data_ptr(), row_sums.numel(), log_sums.data_ptr())
+        self._eps_cell = torch.tensor([self.eps], dtype=self.dtype)
+        program.emit(
+            "softmax_delta",
+            *before,
+            w,
+            w_scaled,
+            pad,
+            *middle[:3],
+            self._eps_cell.data_ptr(),
+            loss,
+            *after,
+        )
+        for j, (a_t, delta, g, *_, w_t, below, _) in enumerate(self.backward_layers):
+            program.gemm(a_t, delta, g)
+            if below is not None:
+                program.gemm(delta, w_t, below)
+                program.emit("hidden_backward", *self._native_backward[j])
+        keep = None
+        if self.inactive:
+            state = [*self.state, self.opt.step]
+            rows = max(len(index) for index in self.inactive.values())
+            per_model = sum(t[0].numel() * t.element_size() for t in state)
+            self._keep_scratch = torch.empty(rows * per_model, dtype=torch.uint8)
+            keep = (slot("index"), slot("count"), self._keep_scratch.data_ptr(), state)
+            program.keep_rows("save", *keep)
+        for entry in self._native_updates:
+            _, offset, sq_offset, fixed, hyper, counters, accumulate = entry
+            alpha = slot("alpha", offset)
+            if counters is None:  # SGD
+                squares = slot("squares", sq_offset)
+                program.emit("sgd", *fixed, alpha, *hyper, squares, accumulate)
+            else:
+                lr, squares = slot("lr", offset), slot("squares", sq_offset)
+                program.emit(
+                    "adam", *fixed, alpha, *hyper, lr, counters, squares, accumulate
+                )
+        if keep is not None:
+            program.keep_rows("restore", *keep)
+        return program.array(), program, slots
+
+    def _prepare_native_epilogues(self) -> None:
+        """Fix the hidden layers' C epilogues (intercepts, activations, sums).
+
+        Forward, per hidden layer: the arguments of ``hidden_forward`` (None when
+        it has nothing to do) and the runs left to ATen (tanh, logistic).
+        Backward, per layer with one below: those of ``hidden_backward``.
+        """
+        ws, M, B = self.ws, self.ws.n_models, self.ws.batch
+        codes = torch.zeros(M, dtype=torch.uint8)
+        for start, stop, name in self.act_runs:
+            codes[start:stop] = _ACTIVATION_CODES[name]
+        relu = (codes == _ACTIVATION_CODES["relu"]).to(torch.uint8)
+        self._native_codes = codes, relu
+        widest = max((h.shape[2] for h in ws.hidden), default=1)
+        self._native_acc = torch.empty(widest, dtype=torch.float64)  # column sums
+        self._native_forward = []
+        for _, _, bias, z, acts in self.hidden_layers:
+            aten = [(f, v) for f, v in acts if f in _ATEN_FORWARD]
+            args = None
+            if bias is not None or bool(relu.any()):
+                bias_at, bias_stride = _address_and_stride(bias)
+                H = z.shape[2]
+                args = (z.data_ptr(), bias_at, bias_stride, relu.data_ptr(), M, B, H)
+            self._native_forward.append((args, aten))
+        self._native_backward = []
+        for layer in self.backward_layers:
+            below = layer[7]
+            if below is None:
+                self._native_backward.append(None)
+                continue
+            i = len(self.blocks) - 1 - len(self._native_backward)  # this layer
+            act = ws.hidden[i - 1]
+            H = below.shape[2]
+            # The intercept gradients of layer i - 1 (layer 0's come with its bmm).
+            bgrad_at, bgrad_stride = (0, 0)
+            if i - 1 > 0:
+                bgrad_at, bgrad_stride = _address_and_stride(ws.grads[i - 1][:, -1])
+            self._native_backward.append(
+                (
+                    below.data_ptr(),
+                    act.data_ptr(),
+                    codes.data_ptr(),
+                    M,
+                    B,
+                    H,
+                    bgrad_at,
+                    bgrad_stride,
+                    self._native_acc.data_ptr(),
+                )
+            )
 
     def adam_step_sizes(self, n_steps: int) -> torch.Tensor | None:
         """Adam's ``lr_t`` for the next ``n_steps`` steps, ``(n_steps, M, 1, 1)``.
@@ -405,7 +548,10 @@ class FusedStep:
             Accumulator, updated in place.
         """
         if self.native is not None and self.fast_loss:
-            self._run_native(idx, weight, denom, count, loss_acc)
+            if self._program is not None:
+                self._run_program(idx, weight, denom, count, loss_acc)
+            else:
+                self._run_native(idx, weight, denom, count, loss_acc)
             return
         n_steps = idx.shape[0]
         w3 = weight.unsqueeze(2)
@@ -435,48 +581,89 @@ class FusedStep:
             )
         loss_acc.add_(self._epoch_loss(data_loss, squares, denom, count).sum(dim=0))
 
+    def _epoch_inputs(self, idx, weight, denom):
+        """The per-step inputs of a native epoch, laid out once for every step."""
+        n_steps, M, _ = idx.shape
+        scale = denom.reciprocal()
+        inputs = {
+            "idx": idx.contiguous(),
+            "w": weight.contiguous(),
+            "w_scaled": (weight * scale.unsqueeze(2)).contiguous(),
+            "alpha": self.alpha.view(1, M) * scale,
+            "loss": torch.empty_like(denom),
+            "squares": torch.empty(n_steps, M, dtype=torch.float64),
+        }
+        masked = self.masked_steps
+        if masked is None or masked:
+            inputs["pad"] = (weight == 0).contiguous()
+        rates = self.adam_step_sizes(n_steps)
+        if rates is not None:
+            inputs["lr"] = rates
+        return inputs
+
+    def _run_program(self, idx, weight, denom, count, loss_acc) -> None:
+        """:meth:`run` as one ``run_epoch`` call of the recorded step program."""
+        n_steps = idx.shape[0]
+        inputs = self._epoch_inputs(idx, weight, denom)
+        words, program, slots = self._program
+        table = self._slot_values(slots, inputs, n_steps)
+        done = self.native.run_epoch(
+            words.data_ptr(),
+            len(words),
+            table.data_ptr(),
+            program.n_slots,
+            n_steps,
+            self.native.mkl,
+        )
+        if done != 0:
+            raise RuntimeError(f"run_epoch failed ({done})")
+        self._add_epoch_loss(inputs, denom, count, loss_acc)
+
+    def _slot_values(self, slots, inputs, n_steps: int) -> torch.Tensor:
+        """Each step's value of each ``(source, byte offset)`` slot, ``(S, K)``.
+
+        A source is one of :meth:`_epoch_inputs`' tensors (its step ``s`` row),
+        absent (0: no padding, no Adam rates), or a step's ``index`` / ``count``
+        of the models that do not take it (0 rows on the other steps).
+        """
+        bases, strides = [], []
+        for source, offset in slots:
+            t = inputs.get(source)
+            bases.append(0 if t is None else t.data_ptr() + offset)
+            strides.append(0 if t is None else t[0].numel() * t.element_size())
+        table = slot_table(bases, strides, n_steps)
+        columns = {source: i for i, (source, _) in enumerate(slots)}
+        masked = self.masked_steps
+        if "pad" in inputs and masked is not None:
+            unmasked = [s for s in range(n_steps) if s not in masked]
+            table[unmasked, columns["pad"]] = 0
+        if "index" in columns:
+            for s, index in self.inactive.items():
+                if s < n_steps:
+                    table[s, columns["index"]] = index.data_ptr()
+                    table[s, columns["count"]] = len(index)
+        return table
+
+    def _add_epoch_loss(self, inputs, denom, count, loss_acc) -> None:
+        """Add the epoch's per-model losses to ``loss_acc`` (see :meth:`run`)."""
+        squares = inputs["squares"].to(self.dtype)
+        loss = self._epoch_loss(inputs["loss"], squares, denom, count)
+        loss_acc.add_(loss.sum(dim=0))
+
     def _run_native(self, idx, weight, denom, count, loss_acc) -> None:
         """:meth:`run` on the fused CPU kernels, for a softmax log-loss pack.
 
-        The epoch's per-step inputs are laid out once; each step then passes raw
+        The step's Python code, for torch builds without MKL (no step program):
+        the epoch's per-step inputs are laid out once, and each step passes raw
         addresses into them, so the loop indexes no tensor.
         """
-        n_steps, M, B = idx.shape
-        size = self._itemsize
-        idx = idx.contiguous()
-        weight = weight.contiguous()
-        scale = denom.reciprocal()
-        w_scaled = weight * scale.unsqueeze(2)
-        alpha_scaled = self.alpha.view(1, M) * scale
-        rates = self.adam_step_sizes(n_steps)
-        masked = self.masked_steps
-        pad = (weight == 0).contiguous() if masked is None or masked else None
-        data_loss = torch.empty_like(denom)
-        squares = torch.empty(n_steps, M, dtype=torch.float64)
-        base = (
-            idx.data_ptr(),
-            weight.data_ptr(),
-            w_scaled.data_ptr(),
-            0 if pad is None else pad.data_ptr(),
-            data_loss.data_ptr(),
-            alpha_scaled.data_ptr(),
-            0 if rates is None else rates.data_ptr(),
-            squares.data_ptr(),
-        )
-        MB = M * B
-        stride = (MB * 8, MB * size, MB * size, MB, M * size, M * size, M * size)
-        stride += (M * 8,)
-        for s in range(n_steps):
-            x, w, ws, pad_s, loss, alpha, lr, sq = (
-                b + s * d for b, d in zip(base, stride, strict=True)
-            )
-            if pad is None or (masked is not None and s not in masked):
-                pad_s = 0
-            if rates is None:
-                lr = 0
-            self._native_step(s, x, w, ws, pad_s, loss, alpha, lr, sq)
-        squares = squares.to(self.dtype)
-        loss_acc.add_(self._epoch_loss(data_loss, squares, denom, count).sum(dim=0))
+        n_steps = idx.shape[0]
+        inputs = self._epoch_inputs(idx, weight, denom)
+        names = ("idx", "w", "w_scaled", "pad", "loss", "alpha", "lr", "squares")
+        table = self._slot_values([(name, 0) for name in names], inputs, n_steps)
+        for s, addresses in enumerate(table.tolist()):
+            self._native_step(s, *addresses)
+        self._add_epoch_loss(inputs, denom, count, loss_acc)
 
     def _native_step(self, s, idx, w, w_scaled, pad, loss, alpha, lr, squares):
         """One step on the fused kernels, its per-step inputs given as addresses."""
@@ -489,9 +676,15 @@ class FusedStep:
 
     def _forward(self) -> torch.Tensor:
         """Hidden layers and the output layer's matmul (no output activation)."""
-        for a, weights, bias, z, acts in self.hidden_layers:
+        epilogues = self._native_forward
+        for i, (a, weights, bias, z, acts) in enumerate(self.hidden_layers):
             torch.bmm(a, weights, out=z)
-            if bias is not None:
+            if epilogues is not None:
+                # Intercepts and relu in one C pass; tanh / logistic on ATen.
+                args, acts = epilogues[i]
+                if args is not None:
+                    self.native.hidden_forward(*args)
+            elif bias is not None:
                 z.add_(bias)
             for activation, view in acts:
                 activation(view)
@@ -504,11 +697,17 @@ class FusedStep:
         fused update, and with ``fused_output`` the output layer's intercept
         gradients are already in place.
         """
+        epilogues = self._native_backward
         last = True
-        for a_t, delta, g, g_bias, g_coef, w, w_t, below, ders in self.backward_layers:
+        for j, layer in enumerate(self.backward_layers):
+            a_t, delta, g, g_bias, g_coef, w, w_t, below, ders = layer
             torch.bmm(a_t, delta, out=g)
             if alpha_scaled is None:
-                if g_bias is not None and not (last and fused_output):
+                # A hidden layer's intercept gradients came with the epilogue of
+                # the layer above (with the fused kernels) or are summed here.
+                hidden_done = epilogues is not None and not last
+                output_done = last and fused_output
+                if g_bias is not None and not (hidden_done or output_done):
                     torch.sum(delta, dim=1, keepdim=True, out=g_bias)
             elif g_bias is None:  # first layer: intercepts came with the bmm
                 g_coef.addcmul_(alpha_scaled, w)
@@ -517,8 +716,11 @@ class FusedStep:
                 torch.addcmul(g, alpha_scaled, w, out=g_coef)
             if below is not None:
                 torch.bmm(delta, w_t, out=below)
-                for derivative, act, d in ders:
-                    derivative(act, d)
+                if epilogues is not None:
+                    self.native.hidden_backward(*epilogues[j])
+                else:
+                    for derivative, act, d in ders:
+                        derivative(act, d)
             last = False
 
     def _epoch_loss(self, data_loss, squares, denom, count) -> torch.Tensor:
