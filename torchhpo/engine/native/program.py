@@ -117,7 +117,14 @@ class StepProgram:
         self._alive.append(pointers)
         return pointers
 
-    def keep_rows(self, op: str, index: int, count: int, scratch: int, state):
+    def keep_rows(
+        self,
+        op: str,
+        index: int,
+        count: int,
+        scratch: int,
+        state: Sequence[torch.Tensor],
+    ) -> None:
         """Append a save / restore of some models' rows of ``state`` tensors."""
         pairs = []
         for t in state:
