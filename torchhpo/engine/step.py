@@ -84,6 +84,14 @@ _ACTIVATION_CODES = {"identity": 0, "relu": 1, "tanh": 2, "logistic": 3}
 #: Forward activations the C epilogue leaves to ATen's vectorised kernels.
 _ATEN_FORWARD = (F.HIDDEN_ACTIVATIONS["tanh"], F.HIDDEN_ACTIVATIONS["logistic"])
 
+#: The losses of the C output pass (``output_pass`` in ``kernels.c``), by
+#: (loss, output activation); softmax log-loss has passes of its own.
+_OUTPUT_KINDS = {
+    ("squared_error", "identity"): 0,
+    ("log_loss", "logistic"): 1,
+    ("poisson", "exp"): 2,
+}
+
 #: Output activations in place on transposed outputs ``(M, K, B)``.
 OUTPUT_ACTIVATIONS_T = {**F.OUTPUT_ACTIVATIONS, "softmax": _softmax_over_classes_}
 
@@ -214,7 +222,7 @@ class FusedStep:
         self._prepare_updates(self.blocks, list(first), list(second), opt_runs)
         self._prepare_layers()
         self._offsets: torch.Tensor | None = None
-        self._native_forward = self._native_backward = None
+        self._native_forward = self._native_backward = self._program = None
         self.native = self._prepare_native(list(first), list(second), opt_runs)
 
     def _prepare_layers(self) -> None:
@@ -374,7 +382,8 @@ class FusedStep:
                 )
         self._prepare_native_epilogues()
         self._program = None
-        if self.fast_loss and kernels.mkl is not None:
+        output = (self.loss, self.out_activation)
+        if kernels.mkl is not None and (self.fast_loss or output in _OUTPUT_KINDS):
             try:
                 self._program = self._prepare_program()
             except NotExpressible as reason:
@@ -385,8 +394,10 @@ class FusedStep:
         """Record the native step as a program for ``run_epoch`` (one call an epoch).
 
         The operations are those :meth:`_native_step` makes, in its order, with
-        the same fixed arguments; each step's own addresses are slots, described
-        by ``(source, byte offset)`` for :meth:`_run_program` to fill in.
+        the same fixed arguments; other losses than softmax log-loss have one C
+        output pass (``output_pass``) where the Python step runs ATen's. Each
+        step's own addresses are slots, described by ``(source, byte offset)``
+        for :meth:`_run_program` to fill in.
         """
         ws = self.ws
         program, slots = StepProgram(), []
@@ -411,24 +422,30 @@ class FusedStep:
                     "tanh" if tanh else "logistic", view.data_ptr(), view.numel()
                 )
         program.gemm(self.out_weights_t, self.inputs_t[-1], ws.out)
-        shift, sums, (before, middle, after) = self._native_softmax
-        program.emit("softmax_shift", *shift)
-        program.emit("exp", ws.out.data_ptr(), ws.out.numel(), ws.prob.data_ptr())
-        program.emit("softmax_sums", *sums)
-        row_sums, log_sums = self._native_sums
-        program.emit("ln", row_sums.data_ptr(), row_sums.numel(), log_sums.data_ptr())
         self._eps_cell = torch.tensor([self.eps], dtype=self.dtype)
-        program.emit(
-            "softmax_delta",
-            *before,
-            w,
-            w_scaled,
-            pad,
-            *middle[:3],
-            self._eps_cell.data_ptr(),
-            loss,
-            *after,
-        )
+        if self.fast_loss:
+            self._program_softmax(program, w, w_scaled, pad, loss)
+        else:
+            M, K, B = ws.out.shape
+            program.emit(
+                "output",
+                ws.out.data_ptr(),
+                *_address_and_stride(self.out_bias_t),
+                ws.y.data_ptr(),
+                B,
+                M * B,
+                w,
+                w_scaled,
+                pad,
+                slot("denom"),
+                M,
+                K,
+                B,
+                _OUTPUT_KINDS[(self.loss, self.out_activation)],
+                self._eps_cell.data_ptr(),
+                loss,
+                *_address_and_stride(self.backward_layers[0][3]),
+            )
         for j, (a_t, delta, g, *_, w_t, below, _) in enumerate(self.backward_layers):
             program.gemm(a_t, delta, g)
             if below is not None:
@@ -547,11 +564,11 @@ class FusedStep:
         loss_acc : Tensor of shape (M,)
             Accumulator, updated in place.
         """
+        if self._program is not None:
+            self._run_program(idx, weight, denom, count, loss_acc)
+            return
         if self.native is not None and self.fast_loss:
-            if self._program is not None:
-                self._run_program(idx, weight, denom, count, loss_acc)
-            else:
-                self._run_native(idx, weight, denom, count, loss_acc)
+            self._run_native(idx, weight, denom, count, loss_acc)
             return
         n_steps = idx.shape[0]
         w3 = weight.unsqueeze(2)
@@ -581,6 +598,27 @@ class FusedStep:
             )
         loss_acc.add_(self._epoch_loss(data_loss, squares, denom, count).sum(dim=0))
 
+    def _program_softmax(self, program: StepProgram, w, w_scaled, pad, loss) -> None:
+        """Append the softmax log-loss output (:meth:`_native_output_at`'s calls)."""
+        ws = self.ws
+        shift, sums, (before, middle, after) = self._native_softmax
+        program.emit("softmax_shift", *shift)
+        program.emit("exp", ws.out.data_ptr(), ws.out.numel(), ws.prob.data_ptr())
+        program.emit("softmax_sums", *sums)
+        row_sums, log_sums = self._native_sums
+        program.emit("ln", row_sums.data_ptr(), row_sums.numel(), log_sums.data_ptr())
+        program.emit(
+            "softmax_delta",
+            *before,
+            w,
+            w_scaled,
+            pad,
+            *middle[:3],
+            self._eps_cell.data_ptr(),
+            loss,
+            *after,
+        )
+
     def _epoch_inputs(self, idx, weight, denom):
         """The per-step inputs of a native epoch, laid out once for every step."""
         n_steps, M, _ = idx.shape
@@ -591,6 +629,7 @@ class FusedStep:
             "w_scaled": (weight * scale.unsqueeze(2)).contiguous(),
             "alpha": self.alpha.view(1, M) * scale,
             "loss": torch.empty_like(denom),
+            "denom": denom.contiguous(),
             "squares": torch.empty(n_steps, M, dtype=torch.float64),
         }
         masked = self.masked_steps

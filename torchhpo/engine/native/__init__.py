@@ -38,7 +38,7 @@ logger = logging.getLogger("torchhpo.engine")
 
 SOURCE = Path(__file__).with_name("kernels.c")
 #: Must match ``torchhpo_kernels_version()`` in ``kernels.c``.
-VERSION = 4
+VERSION = 5
 _FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared"]
 
 _P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int

@@ -293,6 +293,72 @@
     }                                                                          \
   }
 
+/* The output pass of the other losses, on z (M, K, B) after its matmul: add the
+ * intercepts (as softmax_shift), apply the output activation of kind (0 squared
+ * error: identity; 1 log-loss: logistic; 2 poisson: exp), then per model i:
+ *   loss[i] = scikit-learn's loss over the batch, each row weighted by w[b] (a
+ *             zero-weight row counts for nothing, even where its output
+ *             overflowed), over denom[i]:
+ *     0: 1/2 * mean over k of (sum_b (y - p)^2 w) / denom;
+ *     1: -(sum_{k,b} (xlogy(y, q) + xlogy(1 - y, 1 - q)) w) / denom, with
+ *        q = clip(p, eps, 1 - eps);
+ *     2: (sum_{k,b} (xlogy(y, y / p) - y + p) w) / denom;
+ *   delta = (p - y) * w_scaled[b], zero where pad[b] (pad may be NULL), over z;
+ *   bgrad[i * bgrad_stride + k] = sum_b delta (skipped if bgrad is NULL).
+ * y[i * y_model + k * y_class + b]; w, w_scaled, pad: (M, B). */
+#define OUTPUT_PASS(T, SFX, EXP, LOG)                                           \
+  void output_pass_##SFX(T *z, const T *bias, int64_t bias_stride,            \
+                         const T *y, int64_t y_model, int64_t y_class,         \
+                         const T *w, const T *w_scaled, const uint8_t *pad,    \
+                         const T *denom, int64_t M, int64_t K, int64_t B,      \
+                         int64_t kind, T eps, T *loss, T *bgrad,               \
+                         int64_t bgrad_stride) {                               \
+    for (int64_t i = 0; i < M; ++i) {                                          \
+      T *zi = z + i * K * B;                                                   \
+      const T *wi = w + i * B, *wsi = w_scaled + i * B;                        \
+      const uint8_t *padi = pad ? pad + i * B : NULL;                          \
+      double total = 0;                                                        \
+      for (int64_t c = 0; c < K; ++c) {                                        \
+        T *row = zi + c * B;                                                   \
+        const T *yc = y + i * y_model + c * y_class;                           \
+        const T bc = bias ? bias[i * bias_stride + c] : 0;                     \
+        double part = 0;                                                       \
+        for (int64_t b = 0; b < B; ++b) {                                      \
+          T p = bias ? row[b] + bc : row[b];                                   \
+          if (kind == 1)                                                       \
+            p = 1 / (1 + EXP(-p));                                             \
+          else if (kind == 2)                                                  \
+            p = EXP(p);                                                        \
+          const T t = yc[b];                                                   \
+          if (wi[b] != 0) {                                                    \
+            T term;                                                            \
+            if (kind == 0) {                                                   \
+              const T d = t - p;                                               \
+              term = d * d;                                                    \
+            } else if (kind == 1) {                                            \
+              const T q = p < eps ? eps : (p > 1 - eps ? 1 - eps : p);         \
+              term = (t != 0 ? t * LOG(q) : 0) +                               \
+                     (1 - t != 0 ? (1 - t) * LOG(1 - q) : 0);                  \
+            } else {                                                           \
+              term = (t != 0 ? t * LOG(t / p) : 0) - t + p;                    \
+            }                                                                  \
+            part += (double)(term * wi[b]);                                    \
+          }                                                                    \
+          const T d = p - t;                                                   \
+          row[b] = (padi && padi[b] ? 0 : d) * wsi[b];                         \
+        }                                                                      \
+        total += kind == 0 ? part / (double)denom[i] : part;                   \
+        if (bgrad) bgrad[i * bgrad_stride + c] = (T)sum_##SFX(row, B);         \
+      }                                                                        \
+      if (kind == 0)                                                           \
+        loss[i] = (T)(0.5 * (total / (double)K));                              \
+      else if (kind == 1)                                                      \
+        loss[i] = (T)(-total / (double)denom[i]);                              \
+      else                                                                     \
+        loss[i] = (T)(total / (double)denom[i]);                               \
+    }                                                                          \
+  }
+
 /* rng.py's key mixer: a bijection on 32-bit integers. */
 static inline uint32_t mix32(uint32_t x) {
   x ^= x >> 16;
@@ -386,6 +452,8 @@ HIDDEN_FORWARD(float, f32)
 HIDDEN_FORWARD(double, f64)
 HIDDEN_BACKWARD(float, f32)
 HIDDEN_BACKWARD(double, f64)
+OUTPUT_PASS(float, f32, expf, logf)
+OUTPUT_PASS(double, f64, exp, log)
 
 /* ---- A whole epoch in one call -------------------------------------------
  * run_epoch_* runs a program (a list of operations fixed once per pack layout,
@@ -411,7 +479,8 @@ enum {
   OP_ADAM,
   OP_SGD,
   OP_SAVE,
-  OP_RESTORE
+  OP_RESTORE,
+  OP_OUTPUT
 };
 
 #define MAX_ARGS 128
@@ -529,6 +598,13 @@ static void keep_rows(const int64_t *a, int restore) {
                       a[5], a[6], a[7], a[8], P(const T, 9), P(const T, 10),   \
                       P(const T, 11), (int)a[12], P(double, 13), (int)a[14]);  \
             break;                                                             \
+          case OP_OUTPUT:                                                      \
+            output_pass_##SFX(P(T, 0), P(const T, 1), a[2], P(const T, 3), a[4], \
+                              a[5], P(const T, 6), P(const T, 7),              \
+                              P(const uint8_t, 8), P(const T, 9), a[10],       \
+                              a[11], a[12], a[13], *P(const T, 14), P(T, 15),  \
+                              P(T, 16), a[17]);                                \
+            break;                                                             \
           case OP_SAVE:                                                        \
           case OP_RESTORE:                                                     \
             keep_rows(a, op == OP_RESTORE);                                    \
@@ -545,4 +621,4 @@ RUN_EPOCH(float, f32, expf)
 RUN_EPOCH(double, f64, exp)
 
 /* The version of this file's interface: the loader checks it. */
-int torchhpo_kernels_version(void) { return 4; }
+int torchhpo_kernels_version(void) { return 5; }

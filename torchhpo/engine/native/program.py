@@ -40,6 +40,7 @@ OPS = {
             "sgd",
             "save",
             "restore",
+            "output",
         ),
         start=1,
     )
