@@ -11,7 +11,8 @@ The math is :mod:`~torchhpo.engine.functional`'s (scikit-learn's ``_backprop``) 
   pass strided, which costs more than the bias add it saves).
 * Every intermediate lives in a :class:`StepWorkspace` allocated once per pack
   layout and reused by every step: ``out=`` variants and in-place ops only.
-* Activation derivatives are ATen's fused backward kernels, in place on the delta.
+* Activation derivatives are ATen's fused backward kernels, in place on the delta
+  (one C pass per layer, with the intercept-gradient sums, on the CPU).
 * Gradients are blocks too: each optimizer pass covers a whole layer
   (coefficients and intercepts), and writes its temporaries into the workspace.
 * The gradient's ``1 / weight sum`` scaling is applied to the output delta and the
@@ -21,10 +22,15 @@ The math is :mod:`~torchhpo.engine.functional`'s (scikit-learn's ``_backprop``) 
 * Per-epoch constants (sample-weight columns, padding masks, 1 / weight sums,
   Adam's step sizes) are computed once per epoch for all steps, vectorised.
 * On the CPU, where the fused kernels of :mod:`~torchhpo.engine.native` are built,
-  three of a step's phases are one C call each instead of a chain of ATen passes:
-  the batch gather, the softmax output (with its log-loss, delta and intercept
-  gradients) and, per layer and optimizer run, the L2 term with the whole Adam or
-  SGD update. :meth:`FusedStep.run` then passes per-step addresses, not tensors.
+  a step's phases are one C call each instead of a chain of ATen passes: the batch
+  gather, each hidden layer's intercepts and relu (forward) and activation
+  derivative with intercept-gradient sums (backward), the softmax output (with its
+  log-loss, delta and intercept gradients) and, per layer and optimizer run, the L2
+  term with the whole Adam or SGD update. Where torch carries MKL, the step is
+  recorded once per layout as a :class:`~torchhpo.engine.native.program.StepProgram`
+  (other losses with one C output pass) and an epoch is one ``run_epoch`` call: no
+  Python runs between its steps. Otherwise :meth:`FusedStep.run` makes the same C
+  calls from Python, passing per-step addresses, not tensors.
 
 :class:`FusedStep` holds references to a pack's tensors at one layout; a pack builds
 a new one when its tensors change (compaction), which is also when a CUDA graph of

@@ -4,8 +4,12 @@ On the CPU most of a pack's step outside its matmuls is memory-bound elementwise
 work, and ATen runs it as one pass (and one dispatch) per operation: Adam alone is
 nine passes over every parameter block. ``kernels.c`` does the same arithmetic in
 fewer passes (the whole Adam or SGD update and the L2 term in one; the softmax
-output's normalisation, log-loss, delta and intercept gradient in one), and the
-batch gather in one call.
+output's normalisation, log-loss, delta and intercept gradient in one; a hidden
+layer's intercepts and relu, or its activation derivative and intercept-gradient
+sums, in one), the batch gather and an epoch's batch rows in one call each, and
+``run_epoch`` runs a whole epoch of a recorded step program
+(:mod:`~torchhpo.engine.native.program`), calling MKL's batched matmul and VML
+functions (found in torch's own library) between its passes.
 
 The C file is compiled with the machine's C compiler (``$CC``, else ``cc``,
 ``gcc`` or ``clang``) the first time a CPU pack trains, in about a second, and
