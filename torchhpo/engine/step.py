@@ -44,6 +44,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 
 from . import functional as F
@@ -89,6 +90,13 @@ def _softmax_over_classes_(z: torch.Tensor) -> None:
 _ACTIVATION_CODES = {"identity": 0, "relu": 1, "tanh": 2, "logistic": 3}
 #: Forward activations the C epilogue leaves to ATen's vectorised kernels.
 _ATEN_FORWARD = (F.HIDDEN_ACTIVATIONS["tanh"], F.HIDDEN_ACTIVATIONS["logistic"])
+
+#: The per-step arguments of :meth:`FusedStep._native_step`, as ``(source, byte
+#: offset)`` slots of :meth:`FusedStep._epoch_inputs`.
+_STEP_SLOTS = tuple(
+    (name, 0)
+    for name in ("idx", "w", "w_scaled", "pad", "loss", "alpha", "lr", "squares")
+)
 
 #: The losses of the C output pass (``output_pass`` in ``kernels.c``), by
 #: (loss, output activation); softmax log-loss has passes of its own.
@@ -229,6 +237,7 @@ class FusedStep:
         self._prepare_layers()
         self._offsets: torch.Tensor | None = None
         self._native_forward = self._native_backward = self._program = None
+        self._weight_inputs = (None, None, {})
         self.native = self._prepare_native(list(first), list(second), opt_runs)
 
     def _prepare_layers(self) -> None:
@@ -505,12 +514,12 @@ class FusedStep:
                 args = (z.data_ptr(), bias_at, bias_stride, relu.data_ptr(), M, B, H)
             self._native_forward.append((args, aten))
         self._native_backward = []
-        for layer in self.backward_layers:
+        for j, layer in enumerate(self.backward_layers):
             below = layer[7]
             if below is None:
                 self._native_backward.append(None)
                 continue
-            i = len(self.blocks) - 1 - len(self._native_backward)  # this layer
+            i = len(self.blocks) - 1 - j  # backward_layers run from the last
             act = ws.hidden[i - 1]
             H = below.shape[2]
             # The intercept gradients of layer i - 1 (layer 0's come with its bmm).
@@ -626,21 +635,32 @@ class FusedStep:
         )
 
     def _epoch_inputs(self, idx, weight, denom):
-        """The per-step inputs of a native epoch, laid out once for every step."""
+        """The per-step inputs of a native epoch, laid out once for every step.
+
+        What derives from the weights alone (scaled weights, padding, penalties)
+        is kept while the pack passes the same weight tensors (unweighted data:
+        the pack's fixed batch weights), so it is made once per layout.
+        """
         n_steps, M, _ = idx.shape
-        scale = denom.reciprocal()
+        kept_weight, kept_denom, weighted = self._weight_inputs
+        if weight is not kept_weight or denom is not kept_denom:
+            scale = denom.reciprocal()
+            weighted = {
+                "w": weight.contiguous(),
+                "w_scaled": (weight * scale.unsqueeze(2)).contiguous(),
+                "alpha": self.alpha.view(1, M) * scale,
+                "denom": denom.contiguous(),
+            }
+            masked = self.masked_steps
+            if masked is None or masked:
+                weighted["pad"] = (weight == 0).contiguous()
+            self._weight_inputs = weight, denom, weighted
         inputs = {
+            **weighted,
             "idx": idx.contiguous(),
-            "w": weight.contiguous(),
-            "w_scaled": (weight * scale.unsqueeze(2)).contiguous(),
-            "alpha": self.alpha.view(1, M) * scale,
             "loss": torch.empty_like(denom),
-            "denom": denom.contiguous(),
             "squares": torch.empty(n_steps, M, dtype=torch.float64),
         }
-        masked = self.masked_steps
-        if masked is None or masked:
-            inputs["pad"] = (weight == 0).contiguous()
         rates = self.adam_step_sizes(n_steps)
         if rates is not None:
             inputs["lr"] = rates
@@ -677,17 +697,35 @@ class FusedStep:
             bases.append(0 if t is None else t.data_ptr() + offset)
             strides.append(0 if t is None else t[0].numel() * t.element_size())
         table = slot_table(bases, strides, n_steps)
-        columns = {source: i for i, (source, _) in enumerate(slots)}
-        masked = self.masked_steps
-        if "pad" in inputs and masked is not None:
-            unmasked = [s for s in range(n_steps) if s not in masked]
-            table[unmasked, columns["pad"]] = 0
-        if "index" in columns:
-            for s, index in self.inactive.items():
-                if s < n_steps:
-                    table[s, columns["index"]] = index.data_ptr()
-                    table[s, columns["count"]] = len(index)
+        fixed, where = self._fixed_slot_values(slots, "pad" in inputs, n_steps)
+        np.copyto(table.numpy(), fixed, where=where)
         return table
+
+    def _fixed_slot_values(self, slots, padded: bool, n_steps: int):
+        """The slot values a layout fixes, and where they apply, ``(S, K)`` each.
+
+        No padding address on the steps without padding rows, and each step's
+        ``index`` / ``count`` of the models that do not take it. Made once.
+        """
+        key = (tuple(slots), padded, n_steps)
+        cached = self.__dict__.get("_fixed_slots")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        fixed = np.zeros((n_steps, len(slots)), dtype=np.int64)
+        where = np.zeros((n_steps, len(slots)), dtype=bool)
+        masked = self.masked_steps
+        for k, (source, _) in enumerate(slots):
+            if source == "pad" and padded and masked is not None:
+                where[[s for s in range(n_steps) if s not in masked], k] = True
+            elif source in ("index", "count"):
+                for s, index in self.inactive.items():
+                    if s < n_steps:
+                        where[s, k] = True
+                        fixed[s, k] = (
+                            index.data_ptr() if source == "index" else len(index)
+                        )
+        self.__dict__["_fixed_slots"] = key, (fixed, where)
+        return fixed, where
 
     def _add_epoch_loss(self, inputs, denom, count, loss_acc) -> None:
         """Add the epoch's per-model losses to ``loss_acc`` (see :meth:`run`)."""
@@ -704,8 +742,7 @@ class FusedStep:
         """
         n_steps = idx.shape[0]
         inputs = self._epoch_inputs(idx, weight, denom)
-        names = ("idx", "w", "w_scaled", "pad", "loss", "alpha", "lr", "squares")
-        table = self._slot_values([(name, 0) for name in names], inputs, n_steps)
+        table = self._slot_values(_STEP_SLOTS, inputs, n_steps)
         for s, addresses in enumerate(table.tolist()):
             self._native_step(s, *addresses)
         self._add_epoch_loss(inputs, denom, count, loss_acc)

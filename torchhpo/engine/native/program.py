@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 #: Operation codes (the ``OP_*`` enumeration of ``kernels.c``).
@@ -106,10 +107,8 @@ class StepProgram:
         if tc != _NO_TRANS:
             raise NotExpressible("the output of a matmul must be row-major")
         m, n, k = out.shape[1], out.shape[2], a.shape[2]
-        pointers = [self._pointers(t) for t in (a, b, out)]
-        self.emit(
-            "gemm", ta, tb, m, n, k, lda, ldb, ldc, a.shape[0], *map(_address, pointers)
-        )
+        pointers = [self._pointers(t).data_ptr() for t in (a, b, out)]
+        self.emit("gemm", ta, tb, m, n, k, lda, ldb, ldc, a.shape[0], *pointers)
 
     def _pointers(self, t: torch.Tensor) -> torch.Tensor:
         """The address of each matrix of ``t``, kept alive with the program."""
@@ -137,15 +136,11 @@ class StepProgram:
         return torch.tensor(self.words, dtype=torch.int64)
 
 
-def _address(t: torch.Tensor) -> int:
-    return t.data_ptr()
-
-
 def slot_table(
     bases: Sequence[int], strides: Sequence[int], n_steps: int
 ) -> torch.Tensor:
     """Return the per-step slot values ``bases[k] + s * strides[k]``, ``(S, K)``."""
-    base = torch.tensor(bases, dtype=torch.int64)
-    stride = torch.tensor(strides, dtype=torch.int64)
-    steps = torch.arange(n_steps, dtype=torch.int64).view(-1, 1)
-    return (base + steps * stride).contiguous()
+    base = np.array(bases, dtype=np.int64).reshape(1, -1)
+    stride = np.array(strides, dtype=np.int64).reshape(1, -1)
+    steps = np.arange(n_steps, dtype=np.int64).reshape(-1, 1)
+    return torch.from_numpy(base + steps * stride)
