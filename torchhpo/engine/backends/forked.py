@@ -24,7 +24,6 @@ import threading
 import traceback
 from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -77,23 +76,12 @@ _PRCTL = _resolve_prctl() if sys.platform.startswith("linux") else None
 def _resolve_mkl_free_buffers():
     """Return MKL's free-buffers call from torch's own libraries, or None.
 
-    torch's x86 CPU builds carry MKL inside ``libtorch_cpu``; other builds (or
-    other BLAS) have no such symbol, and nothing is called.
+    Other builds (or other BLAS) have no such symbol, and nothing is called.
     """
-    import ctypes
-
-    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
-    for path in (str(library), None):
-        try:
-            handle = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in ("mkl_serv_free_buffers", "mkl_free_buffers"):
-            function = getattr(handle, name, None)
-            if function is not None:
-                function.restype = None
-                return function
-    return None
+    function = native.torch_function("mkl_serv_free_buffers", "mkl_free_buffers")
+    if function is not None:
+        function.restype = None
+    return function
 
 
 _LINUX = sys.platform.startswith("linux")

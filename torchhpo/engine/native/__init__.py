@@ -25,6 +25,7 @@ Functions are called through :mod:`ctypes`, which releases the GIL for the call.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -137,15 +138,47 @@ class Kernels:
 
 def _mkl_functions(dtype: torch.dtype):
     """Return MKL's functions for ``run_epoch`` from torch's library, or None."""
-    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
-    try:
-        handle = ctypes.CDLL(str(library))
-        found = [getattr(handle, name) for name in _MKL[dtype]]
-    except (OSError, AttributeError):
+    found = [torch_function(name) for name in _MKL[dtype]]
+    if any(f is None for f in found):
         return None
     return (ctypes.c_void_p * len(found))(
         *(ctypes.cast(f, ctypes.c_void_p).value for f in found)
     )
+
+
+def torch_function(*names: str):
+    """Return the first of ``names`` that torch's own CPU library exports, or None.
+
+    torch's x86 builds carry MKL inside ``libtorch_cpu``; the symbols are looked
+    up there first, then in the whole process (torch linked to a system MKL).
+
+    Parameters
+    ----------
+    *names : str
+        C function names, in order of preference.
+
+    Returns
+    -------
+    ctypes function or None
+    """
+    for handle in _torch_libraries():
+        for name in names:
+            function = getattr(handle, name, None)
+            if function is not None:
+                return function
+    return None
+
+
+@functools.cache
+def _torch_libraries() -> tuple[ctypes.CDLL, ...]:
+    """torch's CPU library and the process itself, as ctypes handles."""
+    handles = []
+    for path in (str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"), None):
+        try:
+            handles.append(ctypes.CDLL(path))
+        except OSError:
+            continue
+    return tuple(handles)
 
 
 _lock = threading.Lock()
