@@ -666,12 +666,17 @@ class FusedStep:
             inputs["lr"] = rates
         return inputs
 
-    def _run_program(self, idx, weight, denom, count, loss_acc) -> None:
-        """:meth:`run` as one ``run_epoch`` call of the recorded step program."""
+    def _run_program(
+        self, idx, weight, denom, count, loss_acc, first_step: int = 0
+    ) -> None:
+        """:meth:`run` as one ``run_epoch`` call of the recorded step program.
+
+        The inputs hold the steps from ``first_step`` on (:meth:`step` runs one).
+        """
         n_steps = idx.shape[0]
         inputs = self._epoch_inputs(idx, weight, denom)
         words, program, slots = self._program
-        table = self._slot_values(slots, inputs, n_steps)
+        table = self._slot_values(slots, inputs, n_steps, first_step)
         done = self.native.run_epoch(
             words.data_ptr(),
             len(words),
@@ -684,7 +689,9 @@ class FusedStep:
             raise RuntimeError(f"run_epoch failed ({done})")
         self._add_epoch_loss(inputs, denom, count, loss_acc)
 
-    def _slot_values(self, slots, inputs, n_steps: int) -> torch.Tensor:
+    def _slot_values(
+        self, slots, inputs, n_steps: int, first_step: int = 0
+    ) -> torch.Tensor:
         """Each step's value of each ``(source, byte offset)`` slot, ``(S, K)``.
 
         A source is one of :meth:`_epoch_inputs`' tensors (its step ``s`` row),
@@ -697,8 +704,10 @@ class FusedStep:
             bases.append(0 if t is None else t.data_ptr() + offset)
             strides.append(0 if t is None else t[0].numel() * t.element_size())
         table = slot_table(bases, strides, n_steps)
-        fixed, where = self._fixed_slot_values(slots, "pad" in inputs, n_steps)
-        np.copyto(table.numpy(), fixed, where=where)
+        padded = "pad" in inputs
+        fixed, where = self._fixed_slot_values(slots, padded, first_step + n_steps)
+        rows = slice(first_step, first_step + n_steps)
+        np.copyto(table.numpy(), fixed[rows], where=where[rows])
         return table
 
     def _fixed_slot_values(self, slots, padded: bool, n_steps: int):
@@ -847,6 +856,17 @@ class FusedStep:
             Adam's ``lr_t`` for this step (:meth:`adam_step_sizes`); computed here
             when not given.
         """
+        if self._program is not None:  # the epoch's own code, for one step
+            M, B = idx.shape
+            self._run_program(
+                idx.view(1, M, B),
+                w3.view(1, M, B),
+                denom.view(1, M),
+                count.view(1, M),
+                loss_acc,
+                first_step=step_index,
+            )
+            return
         if rates is None and self.adam_runs:
             rates = self.adam_step_sizes(1)[0]
         data_loss = torch.empty_like(denom)
