@@ -61,11 +61,10 @@ def records(path):
     return rest
 
 
-# The subprocess trains STOP models, then hangs at the next pack until signalled.
+# The subprocess trains STOP models, then hangs until signalled.
 KILLED_SEARCH = textwrap.dedent(
     """
     import signal, sys, time
-    from functools import partial
     import torch
     # Ctrl-C raises KeyboardInterrupt even where SIGINT came in ignored (a
     # background job of a non-interactive shell).
@@ -75,16 +74,21 @@ KILLED_SEARCH = textwrap.dedent(
     from tests.search.test_checkpoint import load_data, make_search
 
     STOP = int(sys.argv[2])
-    started = []
+    train_models = scheduler.train_models
 
-    def hang(device, n_models, epoch):
-        if epoch is None:
-            started.append(n_models)
-            if len(started) > STOP:
+    def hanging_after_stop(*args, on_result, **kwargs):
+        finished = []
+
+        def deliver(index, result):
+            on_result(index, result)  # journaled
+            finished.append(index)
+            if len(finished) == STOP:
                 print("hanging", flush=True)
                 time.sleep(120)
 
-    scheduler.train_models = partial(scheduler.train_models, pack_hook=hang)
+        return train_models(*args, on_result=deliver, **kwargs)
+
+    scheduler.train_models = hanging_after_stop
     make_search(sys.argv[1]).fit(*load_data())
     """
 )

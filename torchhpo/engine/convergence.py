@@ -96,6 +96,12 @@ class ConvergenceTracker:
             if isinstance(value, np.ndarray):
                 setattr(self, name, value[keep])
 
+    def extend(self, other: ConvergenceTracker) -> None:
+        """Append the models of ``other`` (models admitted into a pack)."""
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray):
+                setattr(self, name, np.concatenate([value, getattr(other, name)]))
+
     def end_epoch(
         self, losses: np.ndarray, val_scores: np.ndarray | None, n_train: np.ndarray
     ) -> EpochOutcome:

@@ -49,16 +49,31 @@ class Job:
     Attributes
     ----------
     members : tuple of int
-        Task indices.
+        Task indices, in the order they enter the pack's slots.
     lbfgs : bool
         One lbfgs model, trained alone.
+    slots : int, optional
+        The pack's capacity: the first ``slots`` members start, the others wait
+        for the slots of models that finish (default: all start).
     """
 
     members: tuple[int, ...]
     lbfgs: bool = False
+    slots: int | None = None
 
     def __len__(self) -> int:
         return len(self.members)
+
+
+@dataclass(frozen=True)
+class PackStats:
+    """What one pack did: its capacity, models, slot-epochs and layouts."""
+
+    capacity: int
+    models: int
+    live_epochs: int
+    slot_epochs: int
+    layouts: int
 
 
 @dataclass
@@ -95,6 +110,19 @@ class JobContext:
     pack_hook: PackHook | None = None
     cancelled: Callable[[], bool] = field(default=lambda: False)
     policy: EpochPolicy | None = None
+    packs: list[PackStats] = field(default_factory=list)
+
+    def record_pack(self, pack: Pack) -> None:
+        """Keep a finished pack's occupancy counters (instruments)."""
+        self.packs.append(
+            PackStats(
+                capacity=pack.capacity,
+                models=len(pack.tasks),
+                live_epochs=pack.live_epochs,
+                slot_epochs=pack.slot_epochs,
+                layouts=pack.layouts,
+            )
+        )
 
     def checkpoint(self, device: torch.device, n_models: int, epoch) -> None:
         """Stop if cancelled; let the hook run (and raise) if there is one."""
@@ -157,22 +185,27 @@ def run_job(
     while pending:
         group = pending.pop()
         done: set[int] = set()
-        started = [0]  # epochs begun by this pack; every live model trains in each
+        # Model-epochs reported for this pack, and those of its finished models:
+        # what an out-of-memory retry takes back is the difference.
+        reported = [0, 0]
 
         def on_result(
-            local: int, result: ModelResult, group=group, done=done, started=started
+            local: int, result: ModelResult, group=group, done=done, reported=reported
         ):
             done.add(local)
             context.deliver(group[local], result)
-            context.epochs(epoch_budget(tasks[group[local]]) - started[0])
+            task = tasks[group[local]]
+            trained = result.n_iter - task.epochs_done
+            reported[1] += trained
+            context.epochs(epoch_budget(task) - trained)
 
-        def on_epoch(n_models: int, epoch: int, started=started) -> None:
+        def on_epoch(n_models: int, epoch: int, reported=reported) -> None:
             context.checkpoint(device, n_models, epoch)
-            started[0] = epoch + 1
+            reported[0] += n_models
             context.epochs(n_models)
 
         try:
-            context.checkpoint(device, len(group), None)
+            context.checkpoint(device, min(len(group), job.slots or len(group)), None)
             policy = None
             if context.policy is not None:
                 policy = _Translated(context.policy, np.asarray(group))
@@ -181,8 +214,10 @@ def run_job(
                 [tasks[i] for i in group],
                 context.keep_optimizer_state,
                 policy=policy,
+                n_slots=job.slots,
             )
             pack.train(context.report, on_result=on_result, on_epoch=on_epoch)
+            context.record_pack(pack)
             continue
         except Exception as error:
             if not is_out_of_memory(error) or len(group) == 1:
@@ -191,7 +226,7 @@ def run_job(
         pack = None
         _release(device)
         rest = [index for local, index in enumerate(group) if local not in done]
-        context.epochs(-started[0] * len(rest))  # they start again
+        context.epochs(reported[1] - reported[0])  # they start again
         half = (len(rest) + 1) // 2
         logger.info(
             "Out of memory training %d models on %s (%d had finished); "

@@ -44,6 +44,15 @@ class OptimizerHyper:
             )
         )
 
+    def extend(self, other: OptimizerHyper) -> OptimizerHyper:
+        """Return these models' hyper-parameters followed by ``other``'s."""
+        return OptimizerHyper(
+            *(
+                torch.cat([getattr(self, f), getattr(other, f)])
+                for f in self.__dataclass_fields__
+            )
+        )
+
     def columns(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """Return ``(M, 1, 1)`` copies in ``dtype``, made once, for the hot loop."""
         cache = self.__dict__.setdefault("_columns", {})

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from . import native, rng
+from .admission import AdmissionQueue
 from .buffers import BlockAttribute
 from .convergence import ConvergenceTracker
 from .cuda_graphs import GraphedEpoch, epoch_runner
@@ -31,6 +32,17 @@ from .spec import ModelResult, ModelState, ModelTask, OptimizerState
 from .step import FusedStep
 
 _OPT_ORDER = {"adam": 0, "sgd": 1, "nesterov": 2}
+
+#: When nothing waits, finished models' slots are dropped once the live share of
+#: the slots falls below this. On a CPU a masked slot costs what a live one does
+#: (about 1 ms per epoch for a (100,) digits model) and a new layout ~1.5 ms once,
+#: so slots are dropped at once; on CUDA a masked slot is nearly free while a new
+#: layout means a new graph capture.
+COMPACT_BELOW = {"cpu": 1.0, "cuda": 0.5}
+
+
+def _compact_below(device: torch.device) -> float:
+    return COMPACT_BELOW.get(device.type, 1.0)
 
 
 def optimizer_kind(hyper) -> str:
@@ -99,8 +111,90 @@ def initial_parameters(
     return weights, biases
 
 
+def _length(rows: np.ndarray | None) -> int:
+    return 0 if rows is None else len(rows)
+
+
+def _rows(rows: np.ndarray | None) -> np.ndarray:
+    return np.zeros(0, np.int64) if rows is None else rows
+
+
+def _score_width(lengths) -> int:
+    """Width of a score-row table: the longest row set, up to a multiple of 16.
+
+    Element-wise functions (tanh, exp) run vectorised except on the last few
+    elements of a tensor, which may round differently; with every model's block
+    a multiple of the vector width no element is ever in such a tail, so a
+    model's scores do not depend on where its slot sits.
+    """
+    longest = max(lengths, default=0)
+    return max(-(-longest // 16) * 16, 16)
+
+
+def _class_key(hyper) -> tuple[int, str]:
+    """Slot order: models of one optimizer kind and activation sit side by side."""
+    return _OPT_ORDER[optimizer_kind(hyper)], hyper.activation
+
+
+def _initial_moments(
+    params: Sequence[torch.Tensor], states: Sequence[ModelState], dtype: torch.dtype
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Return the optimizer moments, zero or continued from ``states``."""
+    first = [torch.zeros_like(p) for p in params]
+    second = [torch.zeros_like(p) for p in params]
+    for m, state in enumerate(states):
+        opt = state.optimizer
+        if opt is None:
+            continue
+        for i, p in enumerate(params):
+            shape = p.shape[1:]
+            first[i][m] = torch.as_tensor(opt.first[i], dtype=dtype).view(shape)
+            if opt.second is not None:
+                second[i][m] = torch.as_tensor(opt.second[i], dtype=dtype).view(shape)
+    return first, second
+
+
+def _optimizer_hyper(hypers, states, device: torch.device) -> OptimizerHyper:
+    """Return the models' optimizer hyper-parameters and counters."""
+
+    def f64(values):
+        return torch.tensor(values, dtype=torch.float64, device=device)
+
+    return OptimizerHyper(
+        learning_rate=f64(
+            [
+                s.optimizer.learning_rate
+                if s.optimizer is not None and h.solver == "sgd"
+                else h.learning_rate_init
+                for h, s in zip(hypers, states, strict=True)
+            ]
+        ),
+        beta_1=f64([h.beta_1 for h in hypers]),
+        beta_2=f64([h.beta_2 for h in hypers]),
+        epsilon=f64([h.epsilon for h in hypers]),
+        momentum=f64([h.momentum for h in hypers]),
+        step=f64([s.optimizer.step if s.optimizer is not None else 0 for s in states]),
+    )
+
+
 class Pack:
-    """Train a set of stochastic-solver models of identical shapes together.
+    """Train stochastic-solver models of identical shapes together, through slots.
+
+    A pack is a fixed number of *slots* (its capacity). The job's models wait in an
+    :class:`~torchhpo.engine.admission.AdmissionQueue`; the first ones fill the
+    slots, and whenever models leave (converged, at ``max_iter``, failed, stopped
+    by the policy), the next waiting ones take their slots at that epoch boundary,
+    each with its own initial weights, optimizer state, stopping counters, rows
+    and random stream. When nothing waits, finished models' slots are dropped
+    (compaction) once the share of live slots falls below the device's threshold
+    (:data:`COMPACT_BELOW`); until then they are *masked*: learning rate and
+    moments zero, so their weights stay frozen, and their losses and scores are
+    left out of every decision.
+
+    Slots are kept sorted by optimizer kind and activation, so that the step's
+    runs (:func:`_runs`) stay contiguous. A model's result depends on nothing but
+    its own task: not on its slot, its slot-mates, when it was admitted, or the
+    pack's capacity.
 
     Parameters
     ----------
@@ -113,7 +207,11 @@ class Pack:
         Return each model's optimizer state (for later ``partial_fit``).
     policy : EpochPolicy, optional
         Decides after each epoch which models stop early (see
-        :mod:`~torchhpo.engine.policy`).
+        :mod:`~torchhpo.engine.policy`). With a policy, the models of one
+        ``ModelTask.group`` enter together.
+    n_slots : int, optional
+        Capacity (default: every task has a slot from the start). It is raised to
+        the largest group that must enter together.
 
     Notes
     -----
@@ -130,27 +228,22 @@ class Pack:
     best_weights = BlockAttribute("_best", "weights")
     best_biases = BlockAttribute("_best", "biases")
 
+    #: Per-slot tensors (model axis first), selected and extended together.
+    _SLOT_TENSORS = ("seeds", "epochs", "shuffle", "train_rows", "n_train", "batch")
+
     def __init__(
         self,
         data: DeviceData,
         tasks: Sequence[ModelTask],
         keep_optimizer_state: bool = False,
         policy: EpochPolicy | None = None,
+        n_slots: int | None = None,
     ) -> None:
         self.data = data
         self.keep_optimizer_state = keep_optimizer_state
         self.policy = policy
-        order = sorted(
-            range(len(tasks)),
-            key=lambda i: (
-                _OPT_ORDER[optimizer_kind(tasks[i].hyper)],
-                tasks[i].hyper.activation,
-            ),
-        )
-        self.tasks = [tasks[i] for i in order]
-        self.task_ids = np.array(order, dtype=np.int64)  # pack position -> caller index
-        self.alive = np.arange(len(tasks))  # current slot -> original pack position
-        device, _dtype = data.device, data.dtype
+        self.tasks = list(tasks)
+        self.task_ids = np.arange(len(self.tasks))  # position -> caller index
         hypers = [t.hyper for t in self.tasks]
         self.hypers = hypers
         self.layer_units = [
@@ -158,46 +251,22 @@ class Pack:
             *hypers[0].hidden_layer_sizes,
             data.Y.shape[1],
         ]
-        states = [t.init or ModelState([], []) for t in self.tasks]
-        self.start_states = states
-        self.seeds = torch.tensor(
-            [t.seed & 0x7FFFFFFFFFFFFFFF for t in self.tasks],
-            dtype=torch.int64,
-            device=device,
-        )
-        self.epochs = torch.tensor(
-            [s.epochs_seen for s in states], dtype=torch.int64, device=device
-        )
-        self.shuffle = torch.tensor([h.shuffle for h in hypers], device=device)
-        self._init_weights(states)
-        self._init_optimizer(states)
-        self.early_stopping = any(h.early_stopping for h in hypers)
-        self.best_weights = (
-            [w.clone() for w in self.weights] if self.early_stopping else []
-        )
-        self.best_biases = (
-            [b.clone() for b in self.biases] if self.early_stopping else []
-        )
-        for m, state in enumerate(states):
-            if self.early_stopping and state.best_coefs is not None:
-                for i, c in enumerate(state.best_coefs):
-                    self.best_weights[i][m] = torch.as_tensor(c, device=device)
-                for i, b in enumerate(state.best_intercepts):
-                    self.best_biases[i][m, 0] = torch.as_tensor(b, device=device)
+        self.start_states = [t.init or ModelState([], []) for t in self.tasks]
         self.epochs_done = np.array([t.epochs_done for t in self.tasks])
-
-        self.train_rows, self.n_train = pad_rows(
-            [t.train_index for t in self.tasks], device
+        self.early_stopping = any(h.early_stopping for h in hypers)
+        self.has_schedules = any(
+            h.solver == "sgd" and h.learning_rate != "constant" for h in hypers
         )
-        self.n_train_host = self.n_train.cpu().numpy()
-        self.batch = torch.tensor(
-            [
-                effective_batch_size(h.batch_size, len(t.train_index))
-                for h, t in zip(hypers, self.tasks, strict=True)
-            ],
-            dtype=torch.int64,
-            device=device,
-        )
+        self.uses_monitor = policy is not None and policy.needs_scores
+        self._widths = {
+            "train": max(len(t.train_index) for t in self.tasks),
+            "val": _score_width(_length(t.val_index) for t in self.tasks),
+            "monitor": _score_width(_length(t.score_index) for t in self.tasks),
+            "batch": max(
+                effective_batch_size(t.hyper.batch_size, len(t.train_index))
+                for t in self.tasks
+            ),
+        }
         if any(
             h.batch_size != "auto" and h.batch_size > len(t.train_index)
             for h, t in zip(hypers, self.tasks, strict=True)
@@ -207,92 +276,174 @@ class Pack:
                 "to be clipped",
                 stacklevel=4,
             )
-        empty = np.zeros(0, np.int64)
-        self.val = None
-        if self.early_stopping:
-            val = [empty if t.val_index is None else t.val_index for t in self.tasks]
-            self.val = ScoreRows(data, val)
-        self.monitor = None
-        if policy is not None and policy.needs_scores:
-            monitor = [
-                t.score_index if t.score_index is not None else empty
-                for t in self.tasks
-            ]
-            self.monitor = ScoreRows(data, monitor)
-        self.tracker = ConvergenceTracker(
-            hypers,
-            states,
-            [t.incremental for t in self.tasks],
-            epochs_done=self.epochs_done,
-            incremental_epochs=[t.incremental_epochs for t in self.tasks],
-        )
         max_epochs = max(
             t.incremental_epochs
             if t.incremental
             else max(h.max_iter - t.epochs_done, 1)
             for h, t in zip(hypers, self.tasks, strict=True)
         )
-        self.loss_history = np.full((len(tasks), max_epochs), np.nan)
-        self.val_history = np.full((len(tasks), max_epochs), np.nan)
+        self.loss_history = np.full((len(self.tasks), max_epochs), np.nan)
+        self.val_history = np.full((len(self.tasks), max_epochs), np.nan)
+        self.model_time = np.zeros(len(self.tasks))
+        self.queue = AdmissionQueue(self.tasks, grouped=policy is not None)
+        capacity = len(self.tasks) if n_slots is None else int(n_slots)
+        self.capacity = min(max(capacity, self.queue.largest_unit(), 1), len(tasks))
+        #: Occupancy counters: live slot-epochs and slot-epochs (capacity x epochs).
+        self.live_epochs = 0
+        self.slot_epochs = 0
+        self.layouts = 0  # slot layouts set up: the start, admissions, compactions
+        first = self.queue.take(self.capacity)
+        self._install(self._slot_values(first))
         self._refresh_layout()
 
-    # -- set-up -----------------------------------------------------------------
-    def _init_weights(self, states: Sequence[ModelState]) -> None:
-        self.weights, self.biases = initial_parameters(
-            self.seeds, self.hypers, states, self.layer_units, self.data.dtype
+    # -- slots --------------------------------------------------------------------
+    def _slot_values(self, positions: Sequence[int]) -> dict:
+        """Everything per slot for the models at ``positions``, as they start."""
+        data = self.data
+        device, dtype = data.device, data.dtype
+        tasks = [self.tasks[p] for p in positions]
+        hypers = [t.hyper for t in tasks]
+        states = [self.start_states[p] for p in positions]
+        seeds = torch.tensor(
+            [t.seed & 0x7FFFFFFFFFFFFFFF for t in tasks],
+            dtype=torch.int64,
+            device=device,
         )
-
-    def _init_optimizer(self, states: Sequence[ModelState]) -> None:
-        device, dtype = self.data.device, self.data.dtype
-        params = self.weights + self.biases
-        self.first = [torch.zeros_like(p) for p in params]
-        self.second = [torch.zeros_like(p) for p in params]
-        step = []
-        for m, state in enumerate(states):
-            opt = state.optimizer
-            step.append(opt.step if opt is not None else 0)
-            if opt is None:
-                continue
-            for i, p in enumerate(params):
-                shape = p.shape[1:]
-                self.first[i][m] = torch.as_tensor(opt.first[i], dtype=dtype).view(
-                    shape
-                )
-                if opt.second is not None:
-                    self.second[i][m] = torch.as_tensor(
-                        opt.second[i], dtype=dtype
-                    ).view(shape)
-
-        def f64(values):
-            return torch.tensor(values, dtype=torch.float64, device=device)
-
-        hypers = self.hypers
-        self.alpha = torch.tensor(
-            [h.alpha for h in hypers], dtype=dtype, device=device
-        ).view(-1, 1, 1)
-        self.opt = OptimizerHyper(
-            learning_rate=f64(
-                [
-                    s.optimizer.learning_rate
-                    if s.optimizer is not None and h.solver == "sgd"
-                    else h.learning_rate_init
-                    for h, s in zip(hypers, states, strict=True)
-                ]
+        weights, biases = initial_parameters(
+            seeds, hypers, states, self.layer_units, dtype
+        )
+        first, second = _initial_moments(weights + biases, states, dtype)
+        values = {
+            "positions": np.asarray(positions, dtype=np.int64),
+            "seeds": seeds,
+            "epochs": torch.tensor(
+                [s.epochs_seen for s in states], dtype=torch.int64, device=device
             ),
-            beta_1=f64([h.beta_1 for h in hypers]),
-            beta_2=f64([h.beta_2 for h in hypers]),
-            epsilon=f64([h.epsilon for h in hypers]),
-            momentum=f64([h.momentum for h in hypers]),
-            step=f64(step),
+            "shuffle": torch.tensor([h.shuffle for h in hypers], device=device),
+            "weights": weights,
+            "biases": biases,
+            "first": first,
+            "second": second,
+            "opt": _optimizer_hyper(hypers, states, device),
+            "alpha": torch.tensor(
+                [h.alpha for h in hypers], dtype=dtype, device=device
+            ).view(-1, 1, 1),
+            "batch": torch.tensor(
+                [
+                    effective_batch_size(h.batch_size, len(t.train_index))
+                    for h, t in zip(hypers, tasks, strict=True)
+                ],
+                dtype=torch.int64,
+                device=device,
+            ),
+            "tracker": ConvergenceTracker(
+                hypers,
+                states,
+                [t.incremental for t in tasks],
+                epochs_done=self.epochs_done[list(positions)],
+                incremental_epochs=[t.incremental_epochs for t in tasks],
+            ),
+        }
+        values["train_rows"], values["n_train"] = pad_rows(
+            [t.train_index for t in tasks], device, self._widths["train"]
         )
-        self.has_schedules = any(
-            h.solver == "sgd" and h.learning_rate != "constant" for h in hypers
+        if self.early_stopping:
+            best_w = [w.clone() for w in weights]
+            best_b = [b.clone() for b in biases]
+            for m, state in enumerate(states):
+                if state.best_coefs is not None:
+                    for i, c in enumerate(state.best_coefs):
+                        best_w[i][m] = torch.as_tensor(c, device=device)
+                    for i, b in enumerate(state.best_intercepts):
+                        best_b[i][m, 0] = torch.as_tensor(b, device=device)
+            values["best_weights"], values["best_biases"] = best_w, best_b
+            val = [_rows(t.val_index) for t in tasks]
+            values["val"] = ScoreRows(data, val, self._widths["val"])
+        if self.uses_monitor:
+            monitor = [_rows(t.score_index) for t in tasks]
+            values["monitor"] = ScoreRows(data, monitor, self._widths["monitor"])
+        return values
+
+    def _install(self, values: dict) -> None:
+        """Make ``values`` (:meth:`_slot_values`) the pack's slots."""
+        for name in self._SLOT_TENSORS:
+            setattr(self, name, values[name])
+        self.weights, self.biases = values["weights"], values["biases"]
+        self.first, self.second = values["first"], values["second"]
+        self.best_weights = values.get("best_weights", [])
+        self.best_biases = values.get("best_biases", [])
+        self.opt, self.alpha = values["opt"], values["alpha"]
+        self.tracker = values["tracker"]
+        self.val = values.get("val")
+        self.monitor = values.get("monitor")
+        self.n_train_host = self.n_train.cpu().numpy()
+        self.occupant = values["positions"]  # slot -> position of its model
+        self.live = np.ones(len(self.occupant), dtype=bool)
+
+    def _extend(self, values: dict) -> None:
+        """Append slots holding ``values`` (:meth:`_slot_values`)."""
+        for name in self._SLOT_TENSORS:
+            setattr(self, name, torch.cat([getattr(self, name), values[name]]))
+
+        def cat(mine, theirs):
+            return [torch.cat([a, b]) for a, b in zip(mine, theirs, strict=True)]
+
+        self.weights = cat(self.weights, values["weights"])
+        self.biases = cat(self.biases, values["biases"])
+        self.first = cat(self.first, values["first"])
+        self.second = cat(self.second, values["second"])
+        if self.early_stopping:
+            self.best_weights = cat(self.best_weights, values["best_weights"])
+            self.best_biases = cat(self.best_biases, values["best_biases"])
+        self.opt = self.opt.extend(values["opt"])
+        self.alpha = torch.cat([self.alpha, values["alpha"]])
+        self.tracker.extend(values["tracker"])
+        for name in ("val", "monitor"):
+            if getattr(self, name) is not None:
+                getattr(self, name).extend(values[name])
+        self.n_train_host = np.concatenate(
+            [self.n_train_host, values["n_train"].cpu().numpy()]
         )
+        self.occupant = np.concatenate([self.occupant, values["positions"]])
+        self.live = np.concatenate([self.live, np.ones(len(values["positions"]), bool)])
+
+    def _admit(self, positions: list[int]) -> None:
+        """Give the models at ``positions`` the slots of the models that left.
+
+        The live slots are kept, the new models appended, and the slots sorted by
+        optimizer kind and activation again, so the step's runs stay contiguous.
+        """
+        keep = np.flatnonzero(self.live)
+        if len(keep) < len(self.live):
+            self._select(keep)
+        self._extend(self._slot_values(positions))
+        order = sorted(
+            range(len(self.occupant)),
+            key=lambda s: _class_key(self.hypers[self.occupant[s]]),
+        )
+        self._select(np.asarray(order, dtype=np.int64))
+        self._refresh_layout()
+
+    def _release(self, slots: np.ndarray) -> None:
+        """Mask finished models' slots: frozen weights, out of every decision."""
+        self.live[slots] = False
+        index = torch.from_numpy(slots).to(self.data.device)
+        rates = self.opt.learning_rate.clone()
+        rates[index] = 0.0
+        self.opt.set_learning_rate(rates)
+        for block in (*self._params.blocks, *self._first.blocks, *self._second.blocks):
+            block.index_fill_(0, index, 0.0)
+
+    @property
+    def alive(self) -> np.ndarray:
+        """Positions of the models training now, in slot order."""
+        return self.occupant[self.live]
 
     def _refresh_layout(self) -> None:
         """Recompute runs and the static batch schedule for the models in the pack."""
-        labels_act = [self.hypers[i].activation for i in self.alive]
-        kinds = [optimizer_kind(self.hypers[i]) for i in self.alive]
+        labels_act = [self.hypers[i].activation for i in self.occupant]
+        kinds = [optimizer_kind(self.hypers[i]) for i in self.occupant]
+        self.layouts += 1
         self.act_runs = _runs(labels_act)
         self.opt_runs = _runs(kinds)
         device, dtype = self.data.device, self.data.dtype
@@ -300,13 +451,15 @@ class Pack:
             self.n_train + self.batch - 1, self.batch, rounding_mode="floor"
         )
         self.n_steps = int(steps.max())
-        self.width = int(self.batch.max())
+        # The widest batch of the whole job, whoever holds the slots now: a
+        # model's padding, and so its arithmetic, never depends on its slot-mates.
+        self.width = self._widths["batch"]
         s = torch.arange(self.n_steps, device=device).view(1, -1, 1)
         j = torch.arange(self.width, device=device).view(1, 1, -1)
         pos = s * self.batch.view(-1, 1, 1) + j  # (M, S, B)
         valid = (j < self.batch.view(-1, 1, 1)) & (pos < self.n_train.view(-1, 1, 1))
         max_pos = self.train_rows.shape[1] - 1
-        self.positions = pos.clamp(max=max_pos).view(len(self.alive), -1)
+        self.positions = pos.clamp(max=max_pos).view(len(self.occupant), -1)
         self.valid = valid.permute(1, 0, 2).to(dtype).contiguous()  # (S, M, B)
         self.count = self.valid.sum(dim=2)  # (S, M)
         # The weight sums of unweighted data (1 where a model takes no step).
@@ -326,8 +479,8 @@ class Pack:
     # -- training ---------------------------------------------------------------
     @property
     def size(self) -> int:
-        """Number of models still training."""
-        return len(self.alive)
+        """Number of slots (live or masked) the step runs over."""
+        return len(self.occupant)
 
     def _epoch_batches(self):
         """Return this epoch's row indices (S, M, B), weights (S, M, B), weight sums."""
@@ -478,6 +631,12 @@ class Pack:
         return ok.cpu().numpy()
 
     def _compact(self, keep: np.ndarray) -> None:
+        """Drop every slot but ``keep`` (nothing waits for the others)."""
+        self._select(keep)
+        self._refresh_layout()
+
+    def _select(self, keep: np.ndarray) -> None:
+        """Keep the slots ``keep``, in that order (new tensors)."""
         index = torch.from_numpy(keep).to(self.data.device)
 
         def sel(tensors):
@@ -491,15 +650,15 @@ class Pack:
         )
         self.opt = self.opt.select(index)
         self.alpha = self.alpha.index_select(0, index)
-        for name in ("seeds", "epochs", "shuffle", "train_rows", "n_train", "batch"):
+        for name in self._SLOT_TENSORS:
             setattr(self, name, getattr(self, name).index_select(0, index))
         for scorer in (self.val, self.monitor):
             if scorer is not None:
                 scorer.select(index)
         self.n_train_host = self.n_train_host[keep]
         self.tracker.select(keep)
-        self.alive = self.alive[keep]
-        self._refresh_layout()
+        self.occupant = self.occupant[keep]
+        self.live = self.live[keep]
 
     def _extract(self, slots: np.ndarray, resume: np.ndarray) -> list[dict]:
         """Copy the weights (and optimizer state) of ``slots`` to the host.
@@ -514,7 +673,7 @@ class Pack:
             return [t.index_select(0, index).cpu().numpy() for t in tensors]
 
         w, b = host(self.weights), host(self.biases)
-        es = [self.hypers[self.alive[s]].early_stopping for s in slots]
+        es = [self.hypers[self.occupant[s]].early_stopping for s in slots]
         bw = bb = None
         if any(es):
             bw, bb = host(self.best_weights), host(self.best_biases)
@@ -533,7 +692,7 @@ class Pack:
                 "optimizer": None,
             }
             if first is not None:
-                solver = self.hypers[self.alive[slots[k]]].solver
+                solver = self.hypers[self.occupant[slots[k]]].solver
                 item["optimizer"] = OptimizerState(
                     solver=solver,
                     step=int(step[k]),
@@ -551,13 +710,14 @@ class Pack:
         on_result: Callable[[int, ModelResult], None] | None = None,
         on_epoch: Callable[[int, int], None] | None = None,
     ) -> list[tuple[int, ModelResult]]:
-        """Train every model to its stopping point.
+        """Train every model, waiting ones included, to its stopping point.
 
         A model stops by scikit-learn's rule (convergence, ``max_iter``), on a
         non-finite loss with non-finite weights (a failure), or when the pack's
-        :class:`~torchhpo.engine.policy.EpochPolicy` stops it (pruned). Each
-        model's ``fit_time`` is its share of the wall time of the epochs it
-        trained in (an epoch's time split over its models by training rows).
+        :class:`~torchhpo.engine.policy.EpochPolicy` stops it (pruned); waiting
+        models then take the free slots. Each model's ``fit_time`` is its share
+        of the wall time of the epochs it trained in (an epoch's time split over
+        its live models by training rows).
 
         Parameters
         ----------
@@ -567,71 +727,100 @@ class Pack:
             Called as ``on_result(caller_index, result)`` as soon as a model
             finishes, before the rest of the pack does (journals, retries).
         on_epoch : callable, optional
-            Called as ``on_epoch(n_models, epoch)`` before each epoch; an exception
-            it raises ends training (cancellation, fault injection in tests).
+            Called as ``on_epoch(n_models, epoch)`` before each epoch with the
+            number of live models; an exception it raises ends training
+            (cancellation, fault injection in tests).
 
         Returns
         -------
         list of (caller_index, ModelResult)
         """
         results: list[tuple[int, ModelResult]] = []
-        self.model_time = np.zeros(len(self.tasks))
         last = time.perf_counter()
         epoch = 0
-        while self.size:
+        while self.live.any():
+            n_live = int(self.live.sum())
             if on_epoch is not None:
-                on_epoch(self.size, epoch)
+                on_epoch(n_live, epoch)
             losses, val_scores, monitor_scores = self.run_epoch()
-            positions = self.alive
-            self.loss_history[positions, epoch] = losses
+            self.live_epochs += n_live
+            self.slot_epochs += self.capacity
+            slots = np.flatnonzero(self.live)
+            positions = self.occupant[slots]
+            # Each model's own epoch: models entered the pack at different epochs.
+            own = self.tracker.n_iter[slots] - self.epochs_done[positions]
+            self.loss_history[positions, own] = losses[slots]
             if val_scores is not None:
-                self.val_history[positions, epoch] = val_scores
+                self.val_history[positions, own] = val_scores[slots]
             now = time.perf_counter()
-            rows = self.n_train_host
+            rows = self.n_train_host[slots]
             self.model_time[positions] += (now - last) * rows / max(rows.sum(), 1)
             last = now
             outcome = self.tracker.end_epoch(losses, val_scores, self.n_train_host)
-            if self.early_stopping and outcome.improved.any():
-                self._save_best(outcome.improved)
+            live = self.live
+            improved = outcome.improved & live
+            if self.early_stopping and improved.any():
+                self._save_best(improved)
             failed = np.zeros(self.size, dtype=bool)
-            bad_loss = ~np.isfinite(losses)
+            bad_loss = ~np.isfinite(losses) & live
             if bad_loss.any():
-                slots = np.flatnonzero(bad_loss)
-                failed[slots] = ~self._finite_weights(slots)
-            stopped = outcome.stopped | failed
+                bad = np.flatnonzero(bad_loss)
+                failed[bad] = ~self._finite_weights(bad)
+            stopped = (outcome.stopped | failed) & live
             pruned = np.zeros(self.size, dtype=bool)
             if self.policy is not None:
                 decided = self.policy.end_epoch(
-                    self.task_ids[positions], self.tracker.n_iter.copy(), monitor_scores
+                    self.task_ids[positions],
+                    self.tracker.n_iter[slots].copy(),
+                    None if monitor_scores is None else monitor_scores[slots],
                 )
-                pruned = np.asarray(decided, dtype=bool) & ~stopped
+                pruned[slots] = np.asarray(decided, dtype=bool) & ~stopped[slots]
                 stopped = stopped | pruned
             if self.has_schedules:
-                # Adam models keep learning_rate_init in the tracker too.
-                self.opt.set_learning_rate(torch.from_numpy(self.tracker.learning_rate))
+                # Adam models keep learning_rate_init in the tracker too; masked
+                # slots keep a zero rate.
+                rates = np.where(self.live, self.tracker.learning_rate, 0.0)
+                self.opt.set_learning_rate(torch.from_numpy(rates))
             epoch += 1
             if stopped.any():
-                slots = np.flatnonzero(stopped)
-                finished = self._finish(slots, outcome, failed, pruned)
+                done = np.flatnonzero(stopped)
+                finished = self._finish(done, outcome, failed, pruned)
                 results.extend(finished)
                 if on_result is not None:
                     for caller, result in finished:
                         on_result(caller, result)
-                keep = np.flatnonzero(~stopped)
-                if len(keep):
-                    self._compact(keep)
-                else:
-                    self.alive = self.alive[:0]
+                self._release(done)
                 if on_finished is not None:
-                    on_finished(len(slots))
+                    on_finished(len(done))
+                self._refill()
         return results
+
+    def _refill(self) -> None:
+        """At an epoch boundary: admit waiting models, or compact when none waits."""
+        n_live = int(self.live.sum())
+        if self.queue:
+            admitted = self.queue.take(self.capacity - n_live)
+            if admitted:
+                self._admit(admitted)
+            return
+        if n_live == 0:
+            return
+        if n_live < len(self.live) and n_live < _compact_below(self.data.device) * len(
+            self.live
+        ):
+            self._compact(np.flatnonzero(self.live))
+
+    @property
+    def occupancy(self) -> float:
+        """Live slot-epochs over slot-epochs (capacity x epochs) so far."""
+        return self.live_epochs / self.slot_epochs if self.slot_epochs else 1.0
 
     def _finish(self, slots, outcome, failed, pruned) -> list[tuple[int, ModelResult]]:
         tracker = self.tracker
         hit_max = outcome.hit_max_iter & ~failed & ~pruned
         resume = np.array(
             [
-                self.tasks[self.alive[s]].resumable and (hit_max[s] or pruned[s])
+                self.tasks[self.occupant[s]].resumable and (hit_max[s] or pruned[s])
                 for s in slots
             ],
             dtype=bool,
@@ -639,7 +828,7 @@ class Pack:
         payloads = self._extract(slots, resume)
         finished = []
         for k, slot in enumerate(slots):
-            pos = int(self.alive[slot])
+            pos = int(self.occupant[slot])
             task, start = self.tasks[pos], self.start_states[pos]
             hyper = task.hyper
             n_iter = int(tracker.n_iter[slot])  # in this fit, earlier rungs included

@@ -18,15 +18,30 @@ from .data import DeviceData
 
 
 def pad_rows(
-    rows: Sequence[np.ndarray], device: torch.device
+    rows: Sequence[np.ndarray], device: torch.device, width: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return per-model row lists padded into ``(M, width)`` and their lengths."""
+    """Return per-model row lists padded into ``(M, width)`` and their lengths.
+
+    ``width`` defaults to the longest list; a pack that admits models later passes
+    the longest list of all its models, so every slot's row fits the table.
+    """
     lengths = np.array([len(r) for r in rows], dtype=np.int64)
-    width = max(int(lengths.max()), 1)
+    longest = int(lengths.max(initial=0))
+    width = max(longest if width is None else max(width, longest), 1)
     table = np.zeros((len(rows), width), dtype=np.int64)
     for i, r in enumerate(rows):
         table[i, : len(r)] = r
     return torch.from_numpy(table).to(device), torch.from_numpy(lengths).to(device)
+
+
+def _sum_rows(values: torch.Tensor) -> torch.Tensor:
+    """Sum ``(M, V, K)`` over its rows ``V`` in row order, one model at a time.
+
+    A plain ``sum`` groups its additions by the table's width and the number of
+    models, so a model's R² would depend on its pack; a scan adds in one order,
+    and padding rows add exact zeros at the end.
+    """
+    return torch.cumsum(values, dim=1)[:, -1]
 
 
 class ScoreRows:
@@ -38,31 +53,44 @@ class ScoreRows:
         The shared data.
     rows : sequence of ndarray of int
         One row set per model (may be empty).
+    width : int, optional
+        Width of the padded row table (default: the longest row set).
     """
 
-    def __init__(self, data: DeviceData, rows: Sequence[np.ndarray]) -> None:
+    _FIELDS = ("rows", "n_rows", "weight", "weight_sum", "ss_tot")
+
+    def __init__(
+        self, data: DeviceData, rows: Sequence[np.ndarray], width: int | None = None
+    ) -> None:
         self.data = data
-        self.rows, self.n_rows = pad_rows(rows, data.device)
+        self.rows, self.n_rows = pad_rows(rows, data.device, width)
         width = self.rows.shape[1]
         valid = torch.arange(width, device=data.device)[None, :] < self.n_rows[:, None]
         w = valid.to(data.dtype)
         if data.sample_weight is not None:
             w = w * data.sample_weight[self.rows]
         self.weight = w
-        self.weight_sum = w.sum(dim=1)
+        self.weight_sum = torch.cumsum(w, dim=1)[:, -1]  # in row order: see _sum_rows
         self.ss_tot = None
         if data.target_kind == "regression":
             y = data.Y[self.rows]  # (M, V, K)
             wy = w.unsqueeze(-1)
-            mean = (y * wy).sum(dim=1, keepdim=True) / self.weight_sum.view(-1, 1, 1)
-            self.ss_tot = (((y - mean) ** 2) * wy).sum(dim=1)  # (M, K)
+            mean = _sum_rows(y * wy).unsqueeze(1) / self.weight_sum.view(-1, 1, 1)
+            self.ss_tot = _sum_rows(((y - mean) ** 2) * wy)  # (M, K)
 
     def select(self, index: torch.Tensor) -> None:
         """Keep the models at ``index`` (pack compaction)."""
-        for name in ("rows", "n_rows", "weight", "weight_sum", "ss_tot"):
+        for name in self._FIELDS:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.index_select(0, index))
+
+    def extend(self, other: ScoreRows) -> None:
+        """Append the models of ``other`` (same data and table width)."""
+        for name in self._FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, torch.cat([value, getattr(other, name)]))
 
     @torch.no_grad()
     def scores(self, weights, biases, act_runs) -> torch.Tensor:
@@ -75,7 +103,7 @@ class ScoreRows:
         if data.target_kind == "regression":
             # Padding rows (weight 0) may overflow (exp output): mask, not inf * 0.
             sq = ((yv - out) ** 2).masked_fill_(w.unsqueeze(-1) == 0, 0)
-            ss_res = (sq * w.unsqueeze(-1)).sum(dim=1)
+            ss_res = _sum_rows(sq * w.unsqueeze(-1))
             ss_tot = self.ss_tot
             r2 = torch.where(
                 ss_tot > 0,

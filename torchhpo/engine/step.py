@@ -115,6 +115,16 @@ def _address_and_stride(t: torch.Tensor | None) -> tuple[int, int]:
     return (0, 0) if t is None else (t.data_ptr(), t.stride(0))
 
 
+def _sum_over_steps(losses: torch.Tensor) -> torch.Tensor:
+    """Each model's sum of its ``(S, M)`` step losses, added in step order.
+
+    ``sum(dim=0)`` vectorises differently for one model than for many (a
+    contiguous run against a column reduction), so the last bit of a model's
+    loss would depend on its pack's size; a scan adds in one fixed order.
+    """
+    return torch.cumsum(losses, dim=0)[-1]
+
+
 class StepWorkspace:
     """Every intermediate of one step, allocated once for a pack layout.
 
@@ -611,7 +621,9 @@ class FusedStep:
             self._update(
                 s, None if rates is None else rates[s], alpha_scaled[s], squares[s]
             )
-        loss_acc.add_(self._epoch_loss(data_loss, squares, denom, count).sum(dim=0))
+        loss_acc.add_(
+            _sum_over_steps(self._epoch_loss(data_loss, squares, denom, count))
+        )
 
     def _program_softmax(self, program: StepProgram, w, w_scaled, pad, loss) -> None:
         """Append the softmax log-loss output (:meth:`_native_output_at`'s calls)."""
@@ -740,7 +752,7 @@ class FusedStep:
         """Add the epoch's per-model losses to ``loss_acc`` (see :meth:`run`)."""
         squares = inputs["squares"].to(self.dtype)
         loss = self._epoch_loss(inputs["loss"], squares, denom, count)
-        loss_acc.add_(loss.sum(dim=0))
+        loss_acc.add_(_sum_over_steps(loss))
 
     def _run_native(self, idx, weight, denom, count, loss_acc) -> None:
         """:meth:`run` on the fused CPU kernels, for a softmax log-loss pack.

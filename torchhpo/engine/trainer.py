@@ -74,6 +74,69 @@ def _group_bounds(tasks, members, bounds, max_pack_size) -> list[int]:
     return moved
 
 
+#: Jobs planned per worker: enough for workers that finish early to take more,
+#: few enough that each job's queue keeps its slots full for most of its life.
+JOBS_PER_WORKER = 2
+
+
+def plan_jobs(
+    tasks: Sequence[ModelTask],
+    data: DeviceData,
+    *,
+    max_pack_size: int | None,
+    budget: int,
+    n_workers: int,
+) -> list[Job]:
+    """Plan slot-packs: per shape, queues of models flowing through fixed slots.
+
+    Each shape's models (in task order, so a candidate's folds stay together) are
+    cut into about ``JOBS_PER_WORKER * n_workers`` queues over all shapes, never
+    into queues shorter than a pack's capacity (``max_pack_size``, and what fits
+    in ``budget`` bytes); each queue is one job whose pack has that many slots. A
+    model's result does not depend on its pack, so this changes only the schedule.
+
+    Parameters
+    ----------
+    tasks : sequence of ModelTask
+    data : DeviceData
+    max_pack_size : int or None
+        Most slots per pack.
+    budget : int
+        Bytes one pack may use.
+    n_workers : int
+        Packs trained at once.
+
+    Returns
+    -------
+    list of Job
+        Stochastic-solver jobs, largest first (lbfgs tasks are left out).
+    """
+    groups = plan_packs(tasks)
+    total = sum(len(g) for g in groups)
+    target = JOBS_PER_WORKER * max(n_workers, 1)
+    jobs = []
+    for members in groups:
+        per_model = memory.task_bytes(data, [tasks[i] for i in members])
+        capacity = max(min(max_pack_size or len(members), budget // per_model), 1)
+        wanted = max(round(target * len(members) / max(total, 1)), 1)
+        n_queues = min(wanted, -(-len(members) // capacity))
+        bounds = [round(k * len(members) / n_queues) for k in range(n_queues + 1)]
+        bounds = _group_bounds(tasks, members, bounds, None)
+        for a, b in pairwise(bounds):
+            if b > a:
+                jobs.append((members[a:b], capacity))
+    while 0 < len(jobs) < n_workers:
+        jobs.sort(key=lambda job: len(job[0]), reverse=True)
+        members, capacity = jobs[0]
+        if len(members) < 2:
+            break
+        middle = [0, (len(members) + 1) // 2, len(members)]
+        half = _group_bounds(tasks, members, middle, None)[1]
+        jobs[0:1] = [(members[:half], capacity), (members[half:], capacity)]
+    jobs.sort(key=lambda job: len(job[0]), reverse=True)
+    return [Job(tuple(m), slots=min(c, len(m))) for m, c in jobs]
+
+
 def balance_packs(packs: list[list[int]], n_workers: int) -> list[list[int]]:
     """Split the largest packs in two until there is work for ``n_workers``.
 
@@ -198,11 +261,10 @@ def train_models(
     )
     if max_pack_size is None and data.device.type == "cpu":
         max_pack_size = CPU_PACK_SIZE
-    packs = memory.split_to_fit(plan_packs(tasks, max_pack_size), data, tasks, budget)
     n_slots = backend.n_slots(data, devices, n_workers)
-    if n_slots > 1 and len(tasks) > 1:
-        packs = balance_packs(packs, n_slots)
-    jobs = [Job(tuple(p)) for p in packs]
+    jobs = plan_jobs(
+        tasks, data, max_pack_size=max_pack_size, budget=budget, n_workers=n_slots
+    )
     jobs += [
         Job((i,), lbfgs=True) for i, t in enumerate(tasks) if t.hyper.solver == "lbfgs"
     ]
