@@ -50,6 +50,14 @@ class AdmissionQueue:
     def __bool__(self) -> bool:
         return bool(self._units)
 
+    def push(self, positions: list[int]) -> None:
+        """Queue one more unit (models that arrived from a feed).
+
+        The list is kept, not copied: models of the same group that arrive next
+        are appended to it until it is taken.
+        """
+        self._units.append(positions)
+
     def take(self, free: int) -> list[int]:
         """Return the positions of the next whole units that fit in ``free`` slots.
 

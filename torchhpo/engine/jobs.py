@@ -76,6 +76,53 @@ class PackStats:
     layouts: int
 
 
+#: Free slots a worker without a pack offers: any whole unit.
+_ANY = 1 << 30
+
+
+class Arrivals:
+    """The engine's side of a :class:`~torchhpo.engine.feed.TaskFeed`.
+
+    Numbers the models the feed hands out after the call's own tasks (appending
+    them to the shared task list), and turns them into jobs for idle workers.
+
+    Parameters
+    ----------
+    feed : TaskFeed
+    tasks : list of ModelTask
+        The call's task list, grown in place.
+    grow : callable
+        ``grow(n)``: make room for ``n`` more results.
+    lock : lock
+        Serialises feed calls with result deliveries.
+    plan : callable
+        ``plan(indices) -> Job``: the job (capacity) for models of one shape.
+    """
+
+    def __init__(self, feed, tasks: list, grow, lock, plan) -> None:
+        self.feed, self.tasks, self.grow = feed, tasks, grow
+        self.lock, self.plan = lock, plan
+
+    def more(self, shape_key: tuple | None, free: int) -> list[int]:
+        """Ask the feed; return the task indices of what it handed out."""
+        with self.lock:
+            new = list(self.feed.more(shape_key, free))
+            start = len(self.tasks)
+            self.tasks.extend(new)
+            self.grow(len(new))
+        return list(range(start, start + len(new)))
+
+    def next_job(self) -> Job | None:
+        """A job for an idle worker, or None once the feed is exhausted."""
+        while True:
+            with self.lock:
+                if self.feed.exhausted():
+                    return None
+            indices = self.more(None, _ANY)
+            if indices:
+                return self.plan(indices)
+
+
 @dataclass
 class JobContext:
     """What a job needs besides its data and tasks.
@@ -100,6 +147,10 @@ class JobContext:
         Returns True once the whole training is cancelled.
     policy : EpochPolicy, optional
         Decides after each epoch which models stop early (calls serialised).
+    packs : list of PackStats
+        Filled as packs finish (instruments).
+    arrivals : Arrivals, optional
+        Models that arrive from a :class:`~torchhpo.engine.feed.TaskFeed`.
     """
 
     deliver: Callable[[int, ModelResult], None]
@@ -111,6 +162,7 @@ class JobContext:
     cancelled: Callable[[], bool] = field(default=lambda: False)
     policy: EpochPolicy | None = None
     packs: list[PackStats] = field(default_factory=list)
+    arrivals: Arrivals | None = None
 
     def record_pack(self, pack: Pack) -> None:
         """Keep a finished pack's occupancy counters (instruments)."""
@@ -208,13 +260,23 @@ def run_job(
             context.checkpoint(device, min(len(group), job.slots or len(group)), None)
             policy = None
             if context.policy is not None:
-                policy = _Translated(context.policy, np.asarray(group))
+                policy = _Translated(context.policy, group)
+            feed = None
+            if context.arrivals is not None:
+                shape_key = tasks[group[0]].hyper.shape_key()
+
+                def feed(free: int, group=group, shape_key=shape_key):
+                    arrived = context.arrivals.more(shape_key, free)
+                    group.extend(arrived)
+                    return [tasks[i] for i in arrived]
+
             pack = Pack(
                 data,
                 [tasks[i] for i in group],
                 context.keep_optimizer_state,
                 policy=policy,
                 n_slots=job.slots,
+                feed=feed,
             )
             pack.train(context.report, on_result=on_result, on_epoch=on_epoch)
             context.record_pack(pack)
@@ -245,10 +307,11 @@ def run_job(
 class _Translated(EpochPolicy):
     """A policy seen from one pack: its local model indices become task indices."""
 
-    def __init__(self, policy: EpochPolicy, members: np.ndarray) -> None:
+    def __init__(self, policy: EpochPolicy, members: list[int]) -> None:
         self.policy = policy
-        self.members = members
+        self.members = members  # grows as models arrive from a feed
         self.needs_scores = policy.needs_scores
 
     def end_epoch(self, models, epochs, scores):
-        return self.policy.end_epoch(self.members[models], epochs, scores)
+        members = np.asarray(self.members, dtype=np.int64)
+        return self.policy.end_epoch(members[models], epochs, scores)

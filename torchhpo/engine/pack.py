@@ -212,6 +212,10 @@ class Pack:
     n_slots : int, optional
         Capacity (default: every task has a slot from the start). It is raised to
         the largest group that must enter together.
+    feed : callable, optional
+        ``feed(free)`` returns models that arrived (whole units, at most ``free``
+        models of the pack's shape), asked whenever slots are free and nothing
+        waits; they are numbered after the pack's tasks, in order.
 
     Notes
     -----
@@ -238,8 +242,10 @@ class Pack:
         keep_optimizer_state: bool = False,
         policy: EpochPolicy | None = None,
         n_slots: int | None = None,
+        feed: Callable[[int], list[ModelTask]] | None = None,
     ) -> None:
         self.data = data
+        self.feed = feed
         self.keep_optimizer_state = keep_optimizer_state
         self.policy = policy
         self.tasks = list(tasks)
@@ -292,6 +298,7 @@ class Pack:
         self.live_epochs = 0
         self.slot_epochs = 0
         self.layouts = 0  # slot layouts set up: the start, admissions, compactions
+        self._last_arrival: tuple[list[int], object] | None = None
         first = self.queue.take(self.capacity)
         self._install(self._slot_values(first))
         self._refresh_layout()
@@ -798,6 +805,9 @@ class Pack:
     def _refill(self) -> None:
         """At an epoch boundary: admit waiting models, or compact when none waits."""
         n_live = int(self.live.sum())
+        if not self.queue and self.feed is not None and n_live < self.capacity:
+            for task in self.feed(self.capacity - n_live):
+                self._arrive(task)
         if self.queue:
             admitted = self.queue.take(self.capacity - n_live)
             if admitted:
@@ -809,6 +819,58 @@ class Pack:
             self.live
         ):
             self._compact(np.flatnonzero(self.live))
+
+    def _arrive(self, task: ModelTask) -> None:
+        """Queue a model handed over by the feed (one unit per group)."""
+        rows = (
+            ("train", task.train_index),
+            ("val", task.val_index),
+            ("monitor", task.score_index),
+        )
+        if (
+            task.hyper.shape_key() != self.hypers[0].shape_key()
+            or (task.hyper.early_stopping and not self.early_stopping)
+            or any(_length(r) > self._widths[name] for name, r in rows)
+            or effective_batch_size(task.hyper.batch_size, len(task.train_index))
+            > self._widths["batch"]
+        ):
+            raise ValueError(
+                "A fed model must fit the pack (shape, stopping rule, row "
+                "counts), got "
+                f"{task.hyper.shape_key()} (early_stopping="
+                f"{task.hyper.early_stopping}) in a pack of "
+                f"{self.hypers[0].shape_key()}."
+            )
+        position = len(self.tasks)
+        self.tasks.append(task)
+        self.hypers.append(task.hyper)
+        self.start_states.append(task.init or ModelState([], []))
+        self.epochs_done = np.append(self.epochs_done, task.epochs_done)
+        self.task_ids = np.append(self.task_ids, position)
+        self.model_time = np.append(self.model_time, 0.0)
+        epochs = (
+            task.incremental_epochs
+            if task.incremental
+            else max(task.hyper.max_iter - task.epochs_done, 1)
+        )
+        for name in ("loss_history", "val_history"):
+            history = getattr(self, name)
+            width = max(history.shape[1], epochs)
+            grown = np.full((len(self.tasks), width), np.nan)
+            grown[: len(history), : history.shape[1]] = history
+            setattr(self, name, grown)
+        same_group = (
+            self.policy is not None
+            and task.group is not None
+            and self._last_arrival is not None
+            and self._last_arrival[1] == task.group
+        )
+        if same_group:
+            self._last_arrival[0].append(position)
+        else:
+            unit = [position]
+            self.queue.push(unit)
+            self._last_arrival = (unit, task.group)
 
     @property
     def occupancy(self) -> float:

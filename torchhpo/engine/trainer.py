@@ -16,7 +16,8 @@ import torch
 from . import memory
 from .backends import Backend, get_backend
 from .data import DeviceData, canonical_device
-from .jobs import Job, JobContext, PackHook
+from .feed import TaskFeed
+from .jobs import Arrivals, Job, JobContext, PackHook
 from .policy import EpochPolicy
 from .spec import ModelResult, ModelTask
 
@@ -74,6 +75,10 @@ def _group_bounds(tasks, members, bounds, max_pack_size) -> list[int]:
     return moved
 
 
+#: Slots of a pack started for models from a feed where no ``max_pack_size``
+#: is given (a CUDA device): the number of models one step trains at once.
+FEED_PACK_SIZE = 256
+
 #: Jobs planned per worker: enough for workers that finish early to take more,
 #: few enough that each job's queue keeps its slots full for most of its life.
 JOBS_PER_WORKER = 2
@@ -86,6 +91,7 @@ def plan_jobs(
     max_pack_size: int | None,
     budget: int,
     n_workers: int,
+    queues: int | None = None,
 ) -> list[Job]:
     """Plan slot-packs: per shape, queues of models flowing through fixed slots.
 
@@ -105,6 +111,8 @@ def plan_jobs(
         Bytes one pack may use.
     n_workers : int
         Packs trained at once.
+    queues : int, optional
+        Queues per shape at most (default: as many as the rule above gives).
 
     Returns
     -------
@@ -119,7 +127,7 @@ def plan_jobs(
         per_model = memory.task_bytes(data, [tasks[i] for i in members])
         capacity = max(min(max_pack_size or len(members), budget // per_model), 1)
         wanted = max(round(target * len(members) / max(total, 1)), 1)
-        n_queues = min(wanted, -(-len(members) // capacity))
+        n_queues = min(wanted, -(-len(members) // capacity), queues or len(members))
         bounds = [round(k * len(members) / n_queues) for k in range(n_queues + 1)]
         bounds = _group_bounds(tasks, members, bounds, None)
         for a, b in pairwise(bounds):
@@ -178,6 +186,7 @@ def train_models(
     n_workers: int | None = None,
     pack_hook: PackHook | None = None,
     policy: EpochPolicy | None = None,
+    feed: TaskFeed | None = None,
 ) -> list[ModelResult]:
     """Train every task on ``data``; return one result per task, in task order.
 
@@ -223,13 +232,20 @@ def train_models(
     pack_hook : callable, optional
         Called before each pack and each of its epochs (see
         :data:`~torchhpo.engine.jobs.PackHook`): the seam for injecting faults.
+    policy : EpochPolicy, optional
+        Decides after each epoch which models stop early.
+    feed : TaskFeed, optional
+        Models that arrive while others train, asked as slots free (see
+        :mod:`~torchhpo.engine.feed`); they are numbered after ``tasks`` and their
+        results follow them. Trains on local worker threads.
 
     Returns
     -------
     list of ModelResult
     """
+    tasks = list(tasks)
     results: list[ModelResult | None] = [None] * len(tasks)
-    lock = threading.Lock()
+    lock = threading.RLock()
     cancelled = threading.Event()
 
     def deliver(index: int, result: ModelResult) -> None:
@@ -268,6 +284,23 @@ def train_models(
     jobs += [
         Job((i,), lbfgs=True) for i, t in enumerate(tasks) if t.hyper.solver == "lbfgs"
     ]
+    arrivals = None
+    if feed is not None:
+        if get_backend(backend).__class__.__name__ != "LocalBackend":
+            raise ValueError("Models from a feed train on the local backend only.")
+
+        def plan(indices: list[int]) -> Job:
+            fed = [tasks[i] for i in indices]
+            per_model = memory.task_bytes(data, fed)
+            capacity = min(max_pack_size or FEED_PACK_SIZE, budget // per_model)
+            # Whole units: a capacity of a multiple of the unit's size.
+            unit = len(indices)
+            capacity = max(round(capacity / unit), 1) * unit
+            return Job(tuple(indices), slots=capacity)
+
+        arrivals = Arrivals(
+            feed, tasks, lambda n: results.extend([None] * n), lock, plan
+        )
     context = JobContext(
         deliver=deliver,
         report=report,
@@ -277,6 +310,7 @@ def train_models(
         pack_hook=pack_hook,
         cancelled=cancelled.is_set,
         policy=policy,
+        arrivals=arrivals,
     )
     try:
         backend.run(data, tasks, jobs, devices, context, n_workers)

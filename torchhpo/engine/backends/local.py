@@ -79,7 +79,11 @@ class LocalBackend(Backend):
     ) -> None:
         workers = self.worker_devices(devices, n_workers)
         packs = deque(job for job in jobs if not job.lbfgs)
-        if len(workers) > 1 and len(packs) > 1:
+        if context.arrivals is not None:
+            # Models keep arriving: threads, each taking new work when idle.
+            replicas = {d: data.to(d) for d in dict.fromkeys(workers)}
+            self._run_threads(replicas, workers, tasks, packs, context)
+        elif len(workers) > 1 and len(packs) > 1:
             if len(devices) == 1 and self.processes and fork_usable(devices):
                 run_forked(data, tasks, list(packs), len(workers), context)
             else:
@@ -112,7 +116,10 @@ class LocalBackend(Backend):
                 try:
                     job = queue.popleft()
                 except IndexError:
-                    return
+                    arrivals = context.arrivals
+                    job = None if arrivals is None else arrivals.next_job()
+                    if job is None:
+                        return
                 try:
                     run_job(data, tasks, job, context)
                 except Cancelled:
