@@ -40,8 +40,15 @@ seed-optuna, seed-optuna-pruned
     against ``optuna_integration.OptunaSearchCV`` with scikit-learn's MLP at its
     best ``n_jobs`` (1: threads only add GIL contention); reports best scores,
     pruned trials and the model-epochs pruning saved. Not in the default list.
-optuna-200
-    ``seed-optuna-pruned`` with ``n_trials=200``: torchhpo alone.
+optuna-100, optuna-200
+    ``seed-optuna-pruned`` with ``n_trials=100`` / ``200``: torchhpo alone.
+random-es-1000
+    ``random-1000`` with ``early_stopping=True``: 5,000 models that stop at widely
+    different epochs; torchhpo alone.
+
+``--baseline PATH`` runs every task with torchhpo against the torchhpo of another
+checkout (PATH is put first on ``PYTHONPATH``), alternating, and prints the
+baseline's time over this one's.
 
 Usage
 -----
@@ -69,6 +76,8 @@ TASKS = ("single", "pack", "seed-grid", "seed-random", "seed-halving")
 TASK_IMPLS = {
     "random-1000": ("torchhpo",),
     "optuna-200": ("torchhpo",),
+    "optuna-100": ("torchhpo",),
+    "random-es-1000": ("torchhpo",),
     "seed-halving": ("torchhpo", "sklearn", "torchhpo-full"),
 }
 HALVING = dict(
@@ -81,7 +90,7 @@ HALVING = dict(
     n_candidates=100,
 )
 #: OptunaSearchCV tasks (torchhpo's against optuna_integration's).
-OPTUNA_TASKS = ("seed-optuna", "seed-optuna-pruned", "optuna-200")
+OPTUNA_TASKS = ("seed-optuna", "seed-optuna-pruned", "optuna-100", "optuna-200")
 #: optuna_integration's best n_jobs on a 2-core CPU (n_jobs=-1 measured slower).
 OPTUNA_REF_N_JOBS = 1
 
@@ -225,6 +234,11 @@ def _run_search(impl: str, device: str, kind: str) -> dict:
         search = RandomizedSearchCV(
             model, _seed_random_space(), cv=5, n_iter=1000, random_state=0, **extra
         )
+    elif kind == "random-es-1000":
+        model.set_params(early_stopping=True)
+        search = RandomizedSearchCV(
+            model, _seed_random_space(), cv=5, n_iter=1000, random_state=0, **extra
+        )
     elif kind == "seed-grid":
         search = GridSearchCV(model, SEED_GRID, cv=5, **extra)
     else:
@@ -260,7 +274,7 @@ def _run_optuna(impl: str, device: str, task: str, n_trials, max_iter) -> dict:
     X, y = _digits()
     pruning = task != "seed-optuna"
     if n_trials is None:
-        n_trials = 200 if task == "optuna-200" else 20
+        n_trials = {"optuna-200": 200, "optuna-100": 100}.get(task, 20)
     if impl == "torchhpo":
         from torchhpo import MLPClassifier, OptunaSearchCV
 
@@ -318,13 +332,21 @@ def worker(task: str, impl: str, device: str, n_trials=None, max_iter=None) -> d
     return _run_search(impl, device, task)
 
 
+#: ``--baseline PATH``: a checkout of an earlier torchhpo, run as the "baseline"
+#: implementation (this script's torchhpo tasks with that checkout's package).
+BASELINE: str | None = None
+
+
 def _measure(task: str, impl: str, device: str, n_trials=None, max_iter=None) -> dict:
+    env = None
+    if impl == "baseline":
+        impl, env = "torchhpo", {**os.environ, "PYTHONPATH": BASELINE}
     cmd = [sys.executable, __file__, "--worker", task, impl, "--device", device]
     if n_trials is not None:
         cmd += ["--n-trials", str(n_trials)]
     if max_iter is not None:
         cmd += ["--max-iter", str(max_iter)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{task}/{impl} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -359,7 +381,15 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--max-iter", type=int, help="Optuna tasks: epochs per model (default 200)"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="PATH",
+        help="compare with the torchhpo of the checkout at PATH instead of the "
+        "reference implementations",
+    )
     args = parser.parse_args(argv)
+    global BASELINE
+    BASELINE = args.baseline
     if args.worker:
         figures = worker(*args.worker, args.device, args.n_trials, args.max_iter)
         print(json.dumps(figures))
@@ -375,6 +405,8 @@ def main(argv=None) -> int:
     rows = []
     for task in args.tasks.split(","):
         impls = TASK_IMPLS.get(task, ("torchhpo", "sklearn"))
+        if BASELINE:
+            impls = ("torchhpo", "baseline")
         runs: dict[str, list[dict]] = {impl: [] for impl in impls}
         for r in range(args.repeats):
             # Alternate who goes first: rotate the order every repeat.
@@ -384,6 +416,9 @@ def main(argv=None) -> int:
                     _measure(task, impl, args.device, args.n_trials, args.max_iter)
                 )
         t_ours = statistics.median(m["seconds"] for m in runs["torchhpo"])
+        if BASELINE:
+            _print_baseline(task, runs)
+            continue
         if task in OPTUNA_TASKS:
             _print_optuna(task, runs)
             continue
@@ -444,6 +479,25 @@ def _print_halving(runs: dict[str, list[dict]]) -> None:
         f"{full['best_score']:.4f}",
         flush=True,
     )
+
+
+def _print_baseline(task: str, runs: dict) -> None:
+    """Print this checkout's time against the baseline's, and both best scores."""
+    t_ours = statistics.median(m["seconds"] for m in runs["torchhpo"])
+    t_base = statistics.median(m["seconds"] for m in runs["baseline"])
+    best = {
+        impl: statistics.median(m["best_score"] for m in runs[impl]) for impl in runs
+    }
+    line = (
+        f"{task:<19} torchhpo {t_ours:8.2f} s   baseline {t_base:8.2f} s   "
+        f"speed-up x{t_base / t_ours:.2f}   best {best['torchhpo']:.4f} vs "
+        f"{best['baseline']:.4f}"
+    )
+    if "n_pruned" in runs["torchhpo"][0]:
+        for impl in ("torchhpo", "baseline"):
+            m = runs[impl][0]
+            line += f"   {impl} pruned {m['n_pruned']}/{m['n_trials']}"
+    print(line, flush=True)
 
 
 def _print_optuna(task: str, runs: dict) -> None:

@@ -187,9 +187,11 @@ class JobContext:
 def epoch_budget(task: ModelTask) -> int:
     """Return the epochs a task may train at most: its share of a progress bar.
 
-    ``max_iter`` (iterations for lbfgs), or one for ``partial_fit``.
+    ``max_iter`` (iterations for lbfgs), or its ``partial_fit`` epochs.
     """
-    return 1 if task.incremental else max(int(task.hyper.max_iter), 1)
+    if task.incremental:
+        return max(int(task.incremental_epochs), 1)
+    return max(int(task.hyper.max_iter), 1)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -220,9 +220,9 @@ def train_models(
         finishes (journals). Calls are serialised.
     on_epochs : callable, optional
         Called with counts of model-epochs trained, as packs train (progress
-        bars); the counts add up to the sum of the tasks' ``max_iter`` (one for
-        ``partial_fit``), see :func:`~torchhpo.engine.jobs.epoch_budget`. Calls
-        are serialised.
+        bars); the counts add up to the sum of the tasks' ``max_iter`` (their
+        ``partial_fit`` epochs for those), see
+        :func:`~torchhpo.engine.jobs.epoch_budget`. Calls are serialised.
     verbose : bool
         Passed to lbfgs.
     n_workers : int, optional

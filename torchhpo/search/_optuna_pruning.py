@@ -55,6 +55,14 @@ class TrialPruning(EpochPolicy):
             float(error_score) if isinstance(error_score, numbers.Number) else None
         )
 
+    def extend(self, trial, n_models: int) -> None:
+        """Add a trial whose ``n_models`` fold models come next (a stream)."""
+        c = len(self.trials)
+        self.trials.append(trial)
+        first = len(self.candidate)
+        self.candidate = np.append(self.candidate, np.full(n_models, c, np.int64))
+        self.training[c] = set(range(first, first + n_models))
+
     def end_epoch(self, models, epochs, scores):
         """Record the epoch's scores, report complete epochs, stop pruned trials."""
         touched = set()

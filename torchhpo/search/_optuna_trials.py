@@ -33,6 +33,7 @@ from sklearn.utils.parallel import Parallel
 from ._estimators import fused_form
 from ._optuna_pruning import TrialPruning
 from ._optuna_space import estimator_params
+from ._optuna_stream import stream_trials
 from ._scheduler import FusedScheduler
 
 
@@ -93,6 +94,8 @@ class BatchOptimizer:
         study._thread_local.in_optimize_loop = True  # study.stop() from callbacks
         try:
             with parallel:
+                if stream_trials(self):
+                    return
                 while not study._stop_flag:
                     if search.n_trials is not None and n_asked >= search.n_trials:
                         break

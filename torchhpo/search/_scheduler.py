@@ -378,6 +378,42 @@ class FusedScheduler:
             else:
                 model.fitted = model.form.assemble(model.mlp, model.view.prefix)
 
+    def score(
+        self, fused: list[_Model], candidate_params, splits, contexts
+    ) -> dict[int, dict]:
+        """Return ``_fit_and_score`` results of trained fused models, by index.
+
+        Built-in scorers run in batches on the models' device; the others, and
+        failed models, go through scikit-learn's ``_fit_and_score``.
+        """
+        n_splits, n_candidates = len(splits), len(candidate_params)
+        scored = score_models(
+            fused, splits, self.X, self.y, self.kwargs, contexts, self.routing
+        )
+        results = {}
+        for model in fused:
+            i = model.index
+            if i in scored:
+                results[i] = scored[i]
+                continue
+            c, s = divmod(i, n_splits)
+            results[i] = replay_fit_and_score(
+                model.fitted if model.error is None else model.form.estimator,
+                self.X,
+                self.y,
+                train=splits[s][0],
+                test=splits[s][1],
+                parameters=candidate_params[c],
+                fit_time=model.fit_time,
+                error=model.error,
+                split_progress=(s, n_splits),
+                candidate_progress=(c, n_candidates),
+                caller=self.search,
+                callback_ctx=contexts[i],
+                **self.kwargs,
+            )
+        return results
+
     # -- the whole evaluation -----------------------------------------------------
     def evaluate(
         self,
@@ -461,30 +497,8 @@ class FusedScheduler:
                 for i, out in zip(per_fit, self.parallel(jobs), strict=True):
                     results[i] = out
                     bar.fits_done(1, budgets[i // n_splits])
-            scored = score_models(
-                fused, splits, self.X, self.y, self.kwargs, contexts, self.routing
-            )
-            for model in fused:
-                i = model.index
-                if i in scored:
-                    results[i] = scored[i]
-                    continue
-                c, s = divmod(i, n_splits)
-                results[i] = replay_fit_and_score(
-                    model.fitted if model.error is None else model.form.estimator,
-                    self.X,
-                    self.y,
-                    train=splits[s][0],
-                    test=splits[s][1],
-                    parameters=candidate_params[c],
-                    fit_time=model.fit_time,
-                    error=model.error,
-                    split_progress=(s, n_splits),
-                    candidate_progress=(c, n_candidates),
-                    caller=self.search,
-                    callback_ctx=contexts[i],
-                    **self.kwargs,
-                )
+            for i, out in self.score(fused, candidate_params, splits, contexts).items():
+                results[i] = out
             refit = self.search.refit
             bar.scores(results, n_splits, refit if isinstance(refit, str) else None)
         return results
