@@ -299,9 +299,8 @@ class Journal:
         path = Path(path)
         if path.parent != Path():
             path.parent.mkdir(parents=True, exist_ok=True)
-        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
         try:
-            fd = os.open(path, flags, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as error:
             raise CheckpointError(
                 f"The checkpoint journal {path} cannot be opened: {error.strerror}"
@@ -341,7 +340,10 @@ class Journal:
             ) from None
         try:
             owner.unlink(missing_ok=True)  # never write through a planted link
-            owner.write_text(_holder() + "\n")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            descriptor = os.open(owner, flags, 0o644)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(_holder() + "\n")
         except OSError:
             pass  # only the message of a second process would be poorer
 
@@ -490,7 +492,7 @@ class Journal:
 
 def _blank(path: Path, spans: list[tuple[int, int]]) -> None:
     """Overwrite ``spans`` of the file with spaces (the journal's fd appends)."""
-    fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+    fd = os.open(path, os.O_WRONLY)
     try:
         for offset, size in spans:
             os.pwrite(fd, b" " * size, offset)
