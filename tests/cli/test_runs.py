@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from torchhpo.cli import _runner as runner
 from torchhpo.cli import run
-from torchhpo.cli._runs import RunFolderExists, read_cv_results
+from torchhpo.cli._runs import RunFolder, RunFolderExists, read_cv_results
 
 from .conftest import tiny_config, write_config
 
@@ -130,3 +131,26 @@ def test_a_second_run_on_the_same_folder_stops_before_training(
         holder.communicate("\n", timeout=60)
     assert holder.returncode == 0
     assert not out.exists()  # the holder wrote nothing and left nothing
+
+
+def test_without_a_staging_folder_the_results_go_to_the_temporary_folder(
+    config, tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+
+    def full_disk(self):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(RunFolder, "open", full_disk)
+    system_temp = tmp_path / "system-tmp"
+    system_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+    with pytest.raises(ValueError, match="No space left on device") as caught:
+        _run(config, out)
+    kept = Path(re.search(r"kept in (\S+);", str(caught.value)).group(1))
+    assert kept.parent == system_temp
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "best_params.json",
+        "cv_results.csv",
+    ]
+    assert not out.exists()

@@ -171,7 +171,8 @@ def run(
             plots=plots,
         )
     except Exception as error:
-        raise CommandError(run_folder.failed(error)) from error
+        message = run_folder.failed(error, search.cv_results_, search.best_params_)
+        raise CommandError(message) from error
     if plots and not plots_available():
         print(
             "Plots skipped: matplotlib is not installed "

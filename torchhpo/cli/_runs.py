@@ -119,6 +119,7 @@ class RunFolder:
         self.staging: Path | None = None
         self._lock: int | None = None
         self._created = False
+        self._moving = False
 
     def claim(self) -> RunFolder:
         """Check the folder and lock it for this run, before any training.
@@ -241,6 +242,7 @@ class RunFolder:
         self.write_json(MANIFEST, {**info, "files": names})
         self.files.pop()  # run.json is not in its own list
         previous = _listed(self.path / MANIFEST)
+        self._moving = True
         _remove_inside(self.path, MANIFEST)  # the folder is not a whole run now
         for name in names:
             _move_inside(self.root / name, self.path, name)
@@ -254,24 +256,58 @@ class RunFolder:
         self.release()
         return self.path / MANIFEST
 
-    def failed(self, error: BaseException) -> str:
-        """Release the folder after a failed write; return the message to show: it
-        names where the staged results are kept (the run folder is unchanged)."""
+    def failed(
+        self,
+        error: BaseException,
+        cv_results: Mapping | None = None,
+        best_params: Mapping | None = None,
+    ) -> str:
+        """Release the folder after a failed write; return the message to show.
+
+        The staged files written before the failure are kept and named; where
+        there are none (the staging folder could not be made), ``cv_results`` and
+        ``best_params`` are written into a new folder of the system's temporary
+        folder, on another disk as often as not.
+        """
+        moved = self._moving
         kept = [p.name for p in self.files if p.exists()]
         self.release()
-        if self.staging is not None and kept:
+        if not kept:
+            if self.staging is not None:
+                shutil.rmtree(self.staging, ignore_errors=True)
+                self.staging = None
+            if cv_results is not None:
+                kept = self._rescue(cv_results, best_params)
+        if kept:
             where = (
                 f"the results written before the failure ({', '.join(kept)}) are "
                 f"kept in {self.staging}"
             )
         else:
             where = "nothing could be kept"
-            if self.staging is not None:
-                shutil.rmtree(self.staging, ignore_errors=True)
+        state = (
+            "the run folder holds part of the new run, without run.json"
+            if moved
+            else "the run folder was not changed"
+        )
         return (
             f"writing the run folder {self.path} failed ({type(error).__name__}: "
-            f"{error}); {where}; the run folder was not changed."
+            f"{error}); {where}; {state}."
         )
+
+    def _rescue(self, cv_results: Mapping, best_params: Mapping | None) -> list[str]:
+        """Write the search's results into a new temporary folder; their names."""
+        self.files = []
+        try:
+            self.staging = Path(
+                tempfile.mkdtemp(prefix=f"torchhpo-{self.path.name}-results-")
+            )
+            self.write_cv_results(cv_results)
+            if best_params is not None:
+                self.write_best_params(best_params)
+        except Exception:
+            pass
+        return [p.name for p in self.files if p.exists()]
 
 
 def _listed(manifest: Path) -> list[str]:
