@@ -19,7 +19,9 @@ stops at once instead of after its search. The files are written into a fresh
 staging folder beside the target and renamed into place, ``run.json`` last; names
 are replaced, never followed, so a link planted in an old run folder cannot
 redirect a write. When writing fails, the staging folder is kept (with the
-results written before the failure) and the error names it.
+results written before the failure; else ``cv_results.csv`` and
+``best_params.json`` go to a new folder in the system's temporary folder) and the
+error names it.
 """
 
 from __future__ import annotations
