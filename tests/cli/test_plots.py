@@ -75,4 +75,4 @@ def test_without_matplotlib_the_run_skips_plots_with_a_note(tmp_path, monkeypatc
     result = run(path, out=tmp_path / "run", progress=False, stdout=stdout)
     assert "Plots skipped: matplotlib is not installed" in stdout.getvalue()
     assert not (result.folder / "plots").exists()
-    assert (result.folder / "model.pt").is_file()
+    assert (result.folder / "model.json").is_file()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from numpy.testing import assert_array_equal
+from safetensors.numpy import load_file
 from sklearn.datasets import load_iris
 
 from torchhpo.cli import load_config, load_model, main, run
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 EXPECTED_FILES = {
     "cv_results.csv",
     "best_params.json",
-    "model.pt",
+    "model.safetensors",
     "model.json",
     "config.yaml",
     "run.json",
@@ -77,8 +77,8 @@ def test_best_params_json_uses_the_config_names(iris_run):
 
 
 def test_saved_model_reloads_without_pickle_and_predicts_the_same(iris_run):
-    tensors = torch.load(iris_run.folder / "model.pt", weights_only=True)
-    assert all(isinstance(t, torch.Tensor) for t in tensors.values())
+    tensors = load_file(iris_run.folder / "model.safetensors")
+    assert all(isinstance(t, np.ndarray) for t in tensors.values())
     loaded = load_model(iris_run.folder)
     best = iris_run.search.best_estimator_
     X = load_iris().data

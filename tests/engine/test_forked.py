@@ -1,6 +1,7 @@
 """Forked CPU workers: same results as one process, errors and progress come back."""
 
 import os
+import signal
 import threading
 import time
 
@@ -12,7 +13,7 @@ from sklearn.model_selection import StratifiedKFold
 
 import torchhpo.engine.backends.local as local
 from torchhpo.engine import DeviceData, Hyperparams, ModelTask, train_models
-from torchhpo.engine.backends.forked import fork_usable
+from torchhpo.engine.backends.forked import WorkerError, fork_usable
 from torchhpo.engine.backends.local import LocalBackend
 
 pytestmark = pytest.mark.skipif(
@@ -131,3 +132,60 @@ def test_forking_after_thread_workers(problem):
         train_models(data, tasks, n_workers=2, max_pack_size=3, backend=threads)
         results = train_models(data, tasks, n_workers=2, max_pack_size=3)
     _same(results, reference)
+
+
+def _stop_once_in_children(marker):
+    """A pack hook that stops (SIGSTOP) the first worker to start an epoch 1."""
+    parent = os.getpid()
+
+    def hook(device, n_models, epoch):
+        if os.getpid() != parent and epoch == 1:
+            try:
+                descriptor = os.open(marker, os.O_CREAT | os.O_EXCL)
+            except FileExistsError:
+                return
+            os.close(descriptor)
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+    return hook
+
+
+@pytest.mark.timeout(120)
+def test_a_stopped_worker_is_killed_and_its_pack_retried(
+    problem, tmp_path, monkeypatch
+):
+    data, tasks, reference = problem
+    monkeypatch.setenv("TORCHHPO_WORKER_TIMEOUT", "3")
+    marker = tmp_path / "stopped"
+    results = train_models(
+        data,
+        tasks,
+        n_workers=2,
+        max_pack_size=2,
+        pack_hook=_stop_once_in_children(marker),
+    )
+    assert marker.exists()  # a worker was stopped
+    _same(results, reference)
+
+
+@pytest.mark.timeout(120)
+def test_a_pack_whose_workers_stop_twice_is_a_worker_error(problem, monkeypatch):
+    data, tasks, _ = problem
+    monkeypatch.setenv("TORCHHPO_WORKER_TIMEOUT", "2")
+    parent = os.getpid()
+
+    def stop_in_children(device, n_models, epoch):
+        if os.getpid() != parent and epoch == 1:
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+    with pytest.raises(WorkerError, match=r"silent for 2 s .* twice .*\(tasks \d"):
+        train_models(
+            data, tasks, n_workers=2, max_pack_size=2, pack_hook=stop_in_children
+        )
+
+
+def test_the_silence_limit_must_be_positive(problem, monkeypatch):
+    data, tasks, _ = problem
+    monkeypatch.setenv("TORCHHPO_WORKER_TIMEOUT", "0")
+    with pytest.raises(ValueError, match="TORCHHPO_WORKER_TIMEOUT"):
+        train_models(data, tasks, n_workers=2, max_pack_size=2)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-import logging
+import hashlib
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,11 +52,10 @@ def test_built_once_into_the_cache_then_reused(fresh, monkeypatch):
     assert native.kernels(torch.float32, torch.device("cpu")) is not None
 
 
-def test_without_a_compiler_training_runs_on_aten(fresh, monkeypatch, caplog):
+def test_without_a_compiler_training_runs_on_aten(fresh, monkeypatch):
     monkeypatch.setenv("CC", "false")  # a compiler that always fails
-    with caplog.at_level(logging.DEBUG, logger="torchhpo.engine"):
+    with pytest.warns(RuntimeWarning, match="fused CPU kernels unavailable"):
         assert native.load() is None
-    assert "fused CPU kernels unavailable" in caplog.text
     pack = _pack()
     losses, _, _ = pack.run_epoch()
     assert pack._fused_step().native is None
@@ -102,3 +107,99 @@ def test_epoch_rows_are_the_tensor_path_rows(monkeypatch):
     real = pack.valid.bool()
     for m, task in enumerate(pack.tasks):
         assert sorted(fused[:, m][real[:, m]].tolist()) == sorted(task.train_index)
+
+
+# -- What is loaded is what this user built ------------------------------------
+
+_PLANTED = """
+#include <stdio.h>
+__attribute__((constructor)) static void planted(void) {
+    FILE *f = fopen("%s", "w");
+    if (f) { fputs("ran", f); fclose(f); }
+}
+"""
+
+
+def _built(folder):
+    """The build in ``folder`` (after one load), or skip without a compiler."""
+    if native.load() is None:
+        pytest.skip("no working C compiler here")
+    (library,) = folder.glob("kernels-*.so")
+    return library
+
+
+@pytest.mark.slow
+def test_a_library_in_a_folder_of_another_user_is_never_loaded(
+    fresh, monkeypatch, tmp_path_factory
+):
+    library = _built(fresh)  # learn the build's file name
+    marker = tmp_path_factory.mktemp("marker") / "constructor-ran"
+    foreign = tmp_path_factory.mktemp("foreign")
+    source = foreign / "planted.c"
+    source.write_text(_PLANTED % marker)
+    planted = foreign / library.name
+    compiler = native._compiler()
+    subprocess.run([*compiler, "-shared", "-fPIC", "-o", planted, source], check=True)
+    (foreign / (library.name + ".sha256")).write_text(
+        hashlib.sha256(planted.read_bytes()).hexdigest()
+    )
+    for path in (foreign, planted, foreign / (library.name + ".sha256")):
+        os.chown(path, 12345, 12345)  # another local user's
+    monkeypatch.setenv("TORCHHPO_CACHE_DIR", str(foreign))
+    monkeypatch.setattr(native, "_loaded", None)
+    private = tmp_path_factory.mktemp("tmp")
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    assert native.load() is not None  # built again, in the private folder
+    assert not marker.exists()  # the planted constructor never ran
+    (built,) = private.glob(f"torchhpo-*/{library.name}")
+    assert stat.S_IMODE(built.parent.stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX ownership")
+def test_a_folder_of_another_user_is_refused_with_a_warning(fresh, monkeypatch):
+    foreign = fresh / "foreign"
+    foreign.mkdir()
+    os.chown(foreign, 12345, 12345)
+    monkeypatch.setenv("TORCHHPO_CACHE_DIR", str(foreign))
+    fallback = fresh / "tmp"
+    (fallback / f"torchhpo-{os.getuid()}").mkdir(parents=True)
+    os.chown(fallback / f"torchhpo-{os.getuid()}", 12345, 12345)
+    monkeypatch.setattr(tempfile, "tempdir", str(fallback))
+    with pytest.warns(RuntimeWarning, match="owned by uid 12345") as caught:
+        assert native.load() is None
+        assert native.load() is None  # one warning per process
+    assert len(caught) == 1
+
+
+_LOAD = "from torchhpo.engine import native; print(native.load() is not None)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_a_damaged_build_is_rebuilt_before_loading(fresh, damage):
+    library = _built(fresh)
+    whole = library.read_bytes()
+    library.write_bytes(
+        {"truncated": whole[: len(whole) // 2], "empty": b"", "garbage": b"\x7fELF"}[
+            damage
+        ]
+    )
+    # A fresh interpreter: a truncated library would SIGBUS it inside dlopen.
+    env = {**os.environ, "TORCHHPO_CACHE_DIR": str(fresh), "TORCHHPO_NATIVE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(native.__file__).parents[3])])
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+    assert library.stat().st_size > len(whole) // 2  # rebuilt in place
+
+
+def test_a_hung_compiler_is_stopped_and_training_falls_back(fresh, monkeypatch):
+    hang = fresh / "hang-cc"
+    hang.write_text("#!/bin/sh\nsleep 60\n")  # its child holds the pipes too
+    hang.chmod(0o755)
+    monkeypatch.setenv("CC", str(hang))
+    monkeypatch.setenv("TORCHHPO_COMPILE_TIMEOUT", "0.5")
+    with pytest.warns(RuntimeWarning, match="TORCHHPO_COMPILE_TIMEOUT"):
+        assert native.load() is None

@@ -224,7 +224,9 @@ def test_records_round_trip_exactly():
         assert repr(decode_result(encoded)) == repr(result)
 
 
-def test_torn_header_starts_afresh_but_a_damaged_record_is_refused(tmp_path):
+def test_torn_header_starts_afresh_and_a_damaged_record_is_retrained(
+    tmp_path, monkeypatch, uninterrupted
+):
     path = tmp_path / "search.journal"
     path.write_bytes(b'{"format": "torchhpo-jour')  # killed while creating it
     make_search(path).fit(*load_data())
@@ -233,5 +235,114 @@ def test_torn_header_starts_afresh_but_a_damaged_record_is_refused(tmp_path):
     lines = path.read_bytes().split(b"\n")
     lines[3] = lines[3][:50]  # not the last record: damage, not a torn write
     path.write_bytes(b"\n".join(lines))
-    with pytest.raises(ValueError, match="damaged at line 4"):
-        make_search(path).fit(*load_data())
+    spy = EngineSpy(monkeypatch)
+    with pytest.warns(RuntimeWarning, match=r"damaged record \(line 4"):
+        resumed = make_search(path).fit(*load_data())
+    assert spy.n_models == 1
+    assert_same_scores(resumed.cv_results_, uninterrupted)
+
+
+# -- what is read back is what was written -------------------------------------------
+
+
+def _flip_bit(line: bytes) -> bytes:
+    """One bit of a base64 array payload flipped (still valid base64 and JSON)."""
+    start = line.index(b'"data":"') + len(b'"data":"') + 5
+    return line[:start] + bytes([line[start] ^ 0x01]) + line[start + 1 :]
+
+
+def _retag(line: bytes) -> bytes:
+    return line.replace(b'"__array__":"<f4"', b'"__array__":"<f8"', 1)
+
+
+def _unhashable(line: bytes) -> bytes:
+    record = json.loads(line)
+    record["candidate"] = [record["candidate"]]
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("damage", [_flip_bit, _retag, _unhashable])
+def test_a_record_changed_on_disk_is_dropped_and_retrained(
+    tmp_path, monkeypatch, uninterrupted, damage
+):
+    path = tmp_path / "search.journal"
+    make_search(path).fit(*load_data())
+    lines = path.read_bytes().split(b"\n")
+    changed = damage(lines[2])
+    assert changed != lines[2] and json.loads(changed)  # still a parsed record
+    lines[2] = changed
+    path.write_bytes(b"\n".join(lines))
+
+    spy = EngineSpy(monkeypatch)
+    with pytest.warns(RuntimeWarning, match=rf"{path.name} has 1 damaged record"):
+        resumed = make_search(path).fit(*load_data())
+    assert spy.n_models == 1  # only the damaged record's model
+    assert_same_scores(resumed.cv_results_, uninterrupted)
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from torchhpo.search._checkpoint import Journal
+    journal = Journal.open(sys.argv[1], {"data": "x"})
+    print("open", flush=True)
+    sys.stdin.readline()
+    journal.close()
+    """
+)
+
+
+def test_a_second_process_is_refused_naming_the_holder(tmp_path):
+    from torchhpo.search._checkpoint import Journal
+
+    path = tmp_path / "search.journal"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(ValueError, match=rf"in use by pid {holder.pid} on "):
+            Journal.open(path, {"data": "x"})
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert holder.returncode == 0
+    Journal.open(path, {"data": "x"}).close()  # free again once the holder closed
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"format": "torchhpo-journal", "version": 2, "fingerprint": []}\n',
+        b'{"format": "torchhpo-journal", "version": 2, "fingerprint": 7}\n',
+        b'{"format": "torchhpo-journal", "version": 1}\n',
+        b'["format", "torchhpo-journal"]\n',
+        b"\xff\xfe\x00\n",
+    ],
+)
+def test_a_damaged_header_is_refused_naming_the_file(tmp_path, content):
+    from torchhpo.search._checkpoint import Journal
+
+    path = tmp_path / "search.journal"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=str(path)):
+        Journal.open(path, {"data": "x"})
+
+
+def test_a_record_with_a_valid_checksum_but_bad_fields_names_the_file(tmp_path):
+    from torchhpo.search._checkpoint import Journal, _checksum
+
+    path = tmp_path / "search.journal"
+    record = {"candidate": 0, "fold": 0, "key": "k", "result": {"state": 3}}
+    record["sha256"] = _checksum(record)
+    header = {"format": "torchhpo-journal", "version": 2, "fingerprint": {}}
+    path.write_text(json.dumps(header) + "\n" + json.dumps(record) + "\n")
+    journal = Journal.open(path, {})
+    try:
+        with pytest.raises(ValueError, match=f"{path} holds an unreadable result"):
+            journal.get(0, 0, "k")
+    finally:
+        journal.close()

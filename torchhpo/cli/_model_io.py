@@ -1,14 +1,22 @@
 """Save and load a fitted model without pickle: tensors + JSON.
 
-``model.pt`` is a flat state dict of tensors written with :func:`torch.save` and
-read with ``torch.load(weights_only=True)`` (plain tensors only: no code runs on
-load). ``model.json`` holds what rebuilds a predicting estimator: the class name,
+``model.safetensors`` holds the tensors in the safetensors format (a JSON table and
+raw bytes: no unpickler runs on load, whatever the file holds). ``model.json`` holds
+what rebuilds a predicting estimator: the class name,
 ``get_params()``, ``classes_`` and the label encoding, and the fitted attributes
 prediction needs (``n_layers_``, ``n_outputs_``, ``out_activation_``,
 ``n_features_in_``) plus the training record (``n_iter_``, ``loss_curve_``, ...).
 
 Weights are stored in the dtype the estimator holds them in (float64 for float64
 input), so the rebuilt model predicts exactly as the saved one.
+
+What is read back is checked before a model is built from it (:func:`load_model`):
+``model.json`` against the tensors (layer shapes chained from ``n_features_in_`` to
+``n_outputs_``, the hidden sizes, one float dtype, the class count against the
+output width, finite values), and only the fitted attributes this module writes
+are set. A folder that fails gets a :class:`ModelFormatError` of one line naming
+the file and the problem. A run folder of torchhpo 0.1 (``model.pt``, read with
+``torch.load``) is refused with an error saying to rerun its config.
 
 A run's preprocessing is saved with it: a ``StandardScaler``'s statistics
 (``standardize.*`` tensors), or the ``auto`` ``ColumnTransformer``'s (median,
@@ -24,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelBinarizer, StandardScaler
 
@@ -31,8 +41,10 @@ from ..neural_network import BaseMLP, MLPClassifier, MLPRegressor
 from ._build import MLP_STEP, SCALER_STEP
 from ._preprocessing import PREPROCESS_STEP, FittedPreprocessing
 
-FORMAT = "torchhpo-model/1"
-WEIGHTS_FILE, META_FILE = "model.pt", "model.json"
+FORMAT = "torchhpo-model/2"
+WEIGHTS_FILE, META_FILE = "model.safetensors", "model.json"
+#: The tensors file of format 1 (``torch.save``), refused since.
+OLD_WEIGHTS_FILE = "model.pt"
 
 #: Estimator classes a saved model may name (nothing else is ever built).
 MODEL_CLASSES: dict[str, type[BaseMLP]] = {
@@ -121,7 +133,8 @@ def save_model(estimator, folder: str | Path, extra: dict | None = None) -> list
         Fitted; a Pipeline is a ``StandardScaler`` or the ``preprocessing: auto``
         ColumnTransformer followed by the MLP.
     folder : str or Path
-        Existing folder; ``model.pt`` and ``model.json`` are written into it.
+        Existing folder; ``model.safetensors`` and ``model.json`` are written
+        into it.
     extra : dict, optional
         JSON data stored under ``"data"`` (feature names, target name).
 
@@ -138,8 +151,8 @@ def save_model(estimator, folder: str | Path, extra: dict | None = None) -> list
     for i, (coef, intercept) in enumerate(
         zip(mlp.coefs_, mlp.intercepts_, strict=True)
     ):
-        tensors[f"coefs.{i}"] = torch.from_numpy(np.ascontiguousarray(coef))
-        tensors[f"intercepts.{i}"] = torch.from_numpy(np.ascontiguousarray(intercept))
+        tensors[f"coefs.{i}"] = np.ascontiguousarray(coef)
+        tensors[f"intercepts.{i}"] = np.ascontiguousarray(intercept)
     meta = {
         "format": FORMAT,
         "estimator": name,
@@ -167,8 +180,8 @@ def save_model(estimator, folder: str | Path, extra: dict | None = None) -> list
         for key in ("median", "mean", "scale"):
             value = getattr(preprocessing, key)
             if value is not None:
-                tensors[f"preprocess.{key}"] = torch.from_numpy(
-                    np.ascontiguousarray(value, dtype=np.float64)
+                tensors[f"preprocess.{key}"] = np.ascontiguousarray(
+                    value, dtype=np.float64
                 )
         meta["preprocessing"] = {
             "kind": "auto",
@@ -181,9 +194,7 @@ def save_model(estimator, folder: str | Path, extra: dict | None = None) -> list
         for key in ("mean_", "var_", "scale_"):
             value = getattr(scaler, key)
             if value is not None:
-                tensors[f"standardize.{key.rstrip('_')}"] = torch.from_numpy(
-                    np.ascontiguousarray(value)
-                )
+                tensors[f"standardize.{key.rstrip('_')}"] = np.ascontiguousarray(value)
         meta["preprocessing"] = {
             "kind": "standardize",
             "params": {k: _json_value(v) for k, v in scaler.get_params().items()},
@@ -192,39 +203,156 @@ def save_model(estimator, folder: str | Path, extra: dict | None = None) -> list
         }
     folder = Path(folder)
     weights, meta_path = folder / WEIGHTS_FILE, folder / META_FILE
-    torch.save(tensors, weights)
+    save_file(tensors, weights)
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return [weights, meta_path]
 
 
 def _read_meta(folder: Path) -> dict:
     meta_path = folder / META_FILE
+    if not (folder / WEIGHTS_FILE).is_file() and (folder / OLD_WEIGHTS_FILE).is_file():
+        raise ModelFormatError(
+            f"{folder / OLD_WEIGHTS_FILE}: a model saved by an older torchhpo "
+            f"(torch.save format); this version reads {WEIGHTS_FILE} only (no "
+            "unpickler runs on it). Run the run's config.yaml again to save it anew."
+        )
     for path in (meta_path, folder / WEIGHTS_FILE):
         if not path.is_file():
             raise ModelFormatError(
                 f"{folder} holds no saved model: {path.name} is missing."
             )
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ModelFormatError(f"{meta_path}: not readable JSON ({error}).") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        if isinstance(meta, dict) and meta.get("format") == "torchhpo-model/1":
+            raise ModelFormatError(
+                f"{meta_path}: a model saved by an older torchhpo (format 1); "
+                "run the run's config.yaml again to save it anew."
+            )
         raise ModelFormatError(f"{meta_path} is not a {FORMAT} file.")
     return meta
 
 
+def _read_tensors(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a safetensors file (its table is checked against its size)."""
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelFormatError(
+            f"{path}: not a readable tensors file ({text})."
+        ) from None
+
+
+class _Problem(Exception):
+    """One inconsistency between ``model.json`` and the tensors (a message)."""
+
+
 def _array(tensors: dict, key: str) -> np.ndarray:
     if key not in tensors:
-        raise ModelFormatError(f"{WEIGHTS_FILE} lacks the tensor {key!r}.")
-    return tensors[key].numpy().copy()
+        raise _Problem(f"the tensor {key!r} is missing")
+    return np.array(tensors[key])
+
+
+def _check_weights(meta: dict, tensors: dict) -> None:
+    """Check the network's tensors against ``model.json``; raise _Problem."""
+    n = meta.get("n_coefs")
+    if type(n) is not int or n < 1:
+        raise _Problem(f"n_coefs is {n!r}, expected a positive integer")
+    fitted = meta.get("fitted")
+    if not isinstance(fitted, dict):
+        raise _Problem("'fitted' is not a mapping")
+    width = fitted.get("n_features_in_")
+    dtypes = set()
+    for i in range(n):
+        for name in (f"coefs.{i}", f"intercepts.{i}"):
+            if name not in tensors:
+                raise _Problem(f"the tensor {name!r} is missing ({n} layers listed)")
+            array = tensors[name]
+            dtypes.add(array.dtype)
+            if array.dtype not in (np.float32, np.float64):
+                raise _Problem(f"{name} is {array.dtype}, expected float32 or float64")
+            if not np.isfinite(array).all():
+                raise _Problem(f"{name} holds NaN or infinite values")
+        coef, intercept = tensors[f"coefs.{i}"], tensors[f"intercepts.{i}"]
+        if coef.ndim != 2 or coef.shape[0] != width:
+            raise _Problem(
+                f"coefs.{i} has shape {coef.shape}, expected ({width}, *) "
+                + ("(n_features_in_)" if i == 0 else f"(the width of coefs.{i - 1})")
+            )
+        if intercept.shape != (coef.shape[1],):
+            raise _Problem(
+                f"intercepts.{i} has shape {intercept.shape}, expected "
+                f"({coef.shape[1]},) as coefs.{i}"
+            )
+        width = coef.shape[1]
+    if len(dtypes) > 1:
+        raise _Problem(f"the layers mix dtypes {sorted(map(str, dtypes))}")
+    hidden = [tensors[f"coefs.{i}"].shape[1] for i in range(n - 1)]
+    sizes = meta.get("params", {}).get("hidden_layer_sizes")
+    sizes = [sizes] if isinstance(sizes, int) else sizes
+    if list(sizes or []) != hidden:
+        raise _Problem(
+            f"hidden_layer_sizes is {sizes!r} but the tensors' hidden widths are "
+            f"{hidden}"
+        )
+    if fitted.get("n_outputs_") != width or fitted.get("n_layers_") != n + 1:
+        raise _Problem(
+            f"n_outputs_ {fitted.get('n_outputs_')!r} and n_layers_ "
+            f"{fitted.get('n_layers_')!r} disagree with the tensors ({width} "
+            f"outputs, {n + 1} layers)"
+        )
+    if "classes" in meta:
+        classes = meta["classes"].get("values")
+        binarizer = meta.get("label_binarizer") or {}
+        if not isinstance(classes, list) or len(set(map(repr, classes))) < 2:
+            raise _Problem(f"classes is {classes!r}, expected 2 or more labels")
+        multilabel = binarizer.get("y_type_") == "multilabel-indicator"
+        expected = 1 if len(classes) == 2 and not multilabel else len(classes)
+        if width != expected:
+            raise _Problem(
+                f"{len(classes)} classes need {expected} output"
+                f"{'s' if expected > 1 else ''}, the tensors have {width}"
+            )
+
+
+def _check_preprocessing(meta: dict, tensors: dict) -> None:
+    """Check the preprocessing tensors' lengths and values; raise _Problem."""
+    preprocessing = meta.get("preprocessing")
+    if preprocessing is None:
+        return
+    if not isinstance(preprocessing, dict):
+        raise _Problem("'preprocessing' is not a mapping")
+    if preprocessing.get("kind") == "auto":
+        prefix, width = "preprocess.", len(preprocessing.get("numeric") or [])
+    else:
+        prefix, width = "standardize.", preprocessing.get("n_features_in_")
+        if width != meta["fitted"].get("n_features_in_"):
+            raise _Problem(
+                f"the scaler takes {width!r} features, the network "
+                f"{meta['fitted'].get('n_features_in_')!r}"
+            )
+    for name, array in tensors.items():
+        if not name.startswith(prefix):
+            continue
+        if array.shape != (width,):
+            raise _Problem(f"{name} has shape {array.shape}, expected ({width},)")
+        if not np.isfinite(array).all():
+            raise _Problem(f"{name} holds NaN or infinite values")
 
 
 def load_model(folder: str | Path):
     """Rebuild the estimator saved by :func:`save_model`; it predicts as the saved one.
 
-    Only ``torch.load(weights_only=True)`` and JSON are read: no pickle.
+    Only safetensors and JSON are read: no pickle. What they hold is checked
+    against each other first (see the module's docstring).
 
     Parameters
     ----------
     folder : str or Path
-        A folder holding ``model.pt`` and ``model.json`` (a run folder).
+        A folder holding ``model.safetensors`` and ``model.json`` (a run folder).
 
     Returns
     -------
@@ -234,11 +362,30 @@ def load_model(folder: str | Path):
     Raises
     ------
     ModelFormatError
-        If the folder holds no model in this format.
+        If the folder holds no model in this format, or its files disagree (one
+        line naming the file and the problem).
     """
     folder = Path(folder)
     meta = _read_meta(folder)
-    tensors = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    tensors = _read_tensors(folder / WEIGHTS_FILE)
+    try:
+        _check_weights(meta, tensors)
+        _check_preprocessing(meta, tensors)
+        return _build(meta, tensors)
+    except _Problem as problem:
+        raise ModelFormatError(
+            f"{folder / META_FILE} disagrees with {WEIGHTS_FILE}: {problem}."
+        ) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        text = str(error).splitlines()[0] if str(error) else ""
+        raise ModelFormatError(
+            f"{folder / META_FILE}: cannot rebuild the model "
+            f"({type(error).__name__}: {text})."
+        ) from None
+
+
+def _build(meta: dict, tensors: dict):
+    """The estimator (or Pipeline) ``meta`` and ``tensors`` describe."""
     cls = MODEL_CLASSES.get(meta.get("estimator"))
     if cls is None:
         raise ModelFormatError(
@@ -249,9 +396,12 @@ def load_model(folder: str | Path):
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     mlp = cls(**params)
+    mlp._validate_params()  # values predict relies on (activation, ...)
     for key, value in meta["fitted"].items():
         if key == "feature_names_in_":
             value = np.asarray(value, dtype=object)
+        elif key not in _FITTED:
+            raise ValueError(f"unknown fitted attribute {key!r}")
         setattr(mlp, key, value)
     n = meta["n_coefs"]
     mlp.coefs_ = [_array(tensors, f"coefs.{i}") for i in range(n)]

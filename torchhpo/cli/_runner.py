@@ -40,7 +40,7 @@ from ._model_io import load_model, load_model_info, save_model, split_model
 from ._plots import plots_available, write_plots
 from ._recorder import LossCurveRecorder
 from ._report import summary
-from ._runs import RunFolder, check_out_dir
+from ._runs import RunFolder
 
 
 class CommandError(ValueError):
@@ -149,8 +149,50 @@ def run(
     stdout = stdout or sys.stdout
     config = load_config(config_path, overrides).with_device(device)
     folder = Path(out) if out is not None else default_out(config)
-    check_out_dir(folder, force)
     _check_checkpoint(checkpoint, resume)
+    # Claimed now: a second run given the same folder stops before training.
+    run_folder = RunFolder(folder, force).claim()
+    try:
+        fitted, search, config, dataset, recorder, seconds, started = _search(
+            config, checkpoint, progress, stdout
+        )
+    except BaseException:
+        run_folder.release()
+        raise
+    try:
+        _write_run(
+            run_folder,
+            config=config,
+            dataset=dataset,
+            search=search,
+            recorder=recorder,
+            seconds=seconds,
+            started=started,
+            plots=plots,
+        )
+    except Exception as error:
+        message = run_folder.failed(error, search.cv_results_, search.best_params_)
+        raise CommandError(message) from error
+    if plots and not plots_available():
+        print(
+            "Plots skipped: matplotlib is not installed "
+            "(pip install 'torchhpo[plots]').",
+            file=stdout,
+        )
+    print(
+        summary(
+            search, top=top, scoring=config.scoring, seconds=seconds, folder=folder
+        ),
+        file=stdout,
+        flush=True,
+    )
+    return RunResult(
+        folder, config, dataset, fitted, recorder, seconds, list(run_folder.files)
+    )
+
+
+def _search(config: RunConfig, checkpoint, progress: bool, stdout: TextIO):
+    """Load the data, run the search; return what the run folder is written from."""
     classifier = is_classifier(config.estimator_class())
     try:
         dataset = load_dataset(
@@ -189,8 +231,23 @@ def run(
         from ._optuna import TrialResults
 
         search = TrialResults(search)  # one row per trial, scikit-learn's columns
+    return fitted, search, config, dataset, recorder, seconds, started
 
-    run_folder = RunFolder(folder, force).open()
+
+def _write_run(
+    run_folder: RunFolder,
+    *,
+    config: RunConfig,
+    dataset: Dataset,
+    search,
+    recorder: LossCurveRecorder,
+    seconds: float,
+    started: dt.datetime,
+    plots: bool,
+) -> None:
+    """Write the run folder's files (staged, then moved into place)."""
+    run_folder.open()
+    folder = run_folder.root
     run_folder.write_cv_results(search.cv_results_)
     run_folder.write_best_params(search.best_params_)
     run_folder.add(
@@ -213,12 +270,6 @@ def run(
     elif plots and plots_available():
         plots_folder = folder / "plots"
         run_folder.add(*write_plots(plots_folder, search, config, recorder, seconds))
-    elif plots:
-        print(
-            "Plots skipped: matplotlib is not installed "
-            "(pip install 'torchhpo[plots]').",
-            file=stdout,
-        )
     run_folder.finish(
         {
             "torchhpo_version": __version__,
@@ -232,16 +283,6 @@ def run(
             "scoring": config.scoring,
             "dataset": dataset.describe(),
         }
-    )
-    print(
-        summary(
-            search, top=top, scoring=config.scoring, seconds=seconds, folder=folder
-        ),
-        file=stdout,
-        flush=True,
-    )
-    return RunResult(
-        folder, config, dataset, fitted, recorder, seconds, list(run_folder.files)
     )
 
 

@@ -12,9 +12,14 @@ the results (the data and fit parameters, the estimator and dtype, the search
 space, the CV splitter); each further line is one model's record: its candidate
 index, fold index, a key (digest of its candidate's parameters and its fold's
 indices) and its :class:`~torchhpo.engine.ModelResult`, arrays as base64 of their
-raw bytes with dtype and shape. Nothing is ever unpickled. A journal whose header
-or keys disagree with the search is refused with an error, never mixed in. A torn
-last line (the process died while writing it) is dropped and overwritten.
+raw bytes with dtype and shape, and the sha256 of those fields. Nothing is ever
+unpickled. A journal whose header or keys disagree with the search is refused with
+an error, never mixed in. A torn last line (the process died while writing it) is
+dropped and overwritten; a record that fails its checksum (a flipped bit, an edited
+dtype tag) is blanked and its model trained again, with a warning. One process
+holds a journal at a time (a file lock); a second is refused with an error naming
+the holder. Records are appended with one ``write`` each to a file opened in append
+mode.
 
 Records are flushed to the operating system as they are written (a killed process
 loses nothing) and synced to disk at most every :data:`SYNC_INTERVAL` seconds and
@@ -27,8 +32,10 @@ import base64
 import hashlib
 import json
 import os
+import socket
 import threading
 import time
+import warnings
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
@@ -41,7 +48,8 @@ from ..engine import ModelResult, ModelState, OptimizerState
 from ..neural_network import BaseMLP
 
 FORMAT = "torchhpo-journal"
-VERSION = 1
+#: 2: each record carries the sha256 of its fields.
+VERSION = 2
 
 #: Seconds between ``fsync`` calls; every record is flushed when written.
 SYNC_INTERVAL = 1.0
@@ -222,7 +230,7 @@ def decode_result(obj: dict) -> ModelResult:
     )
 
 
-_RECORD_KEYS = frozenset({"candidate", "fold", "key", "result"})
+_RECORD_KEYS = frozenset({"candidate", "fold", "key", "result", "sha256"})
 
 
 def _parse(line: bytes):
@@ -233,10 +241,31 @@ def _parse(line: bytes):
         return None
 
 
+def _checksum(record: dict) -> str:
+    """The sha256 of a record's fields but its checksum, in their written form."""
+    body = {k: v for k, v in record.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
+
+
+def _valid(record) -> bool:
+    """Whether a parsed line is a whole record whose checksum matches."""
+    return (
+        isinstance(record, dict)
+        and _RECORD_KEYS <= record.keys()
+        and type(record["candidate"]) is int
+        and type(record["fold"]) is int
+        and record["sha256"] == _checksum(record)
+    )
+
+
 def _header_prefix(raw: bytes) -> bool:
     """Whether ``raw`` is the start of a header line cut short."""
     start = json.dumps({"format": FORMAT}).encode()[:-1]
     return raw.startswith(start) or start.startswith(raw)
+
+
+def _holder() -> str:
+    return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
 # -- the journal file ---------------------------------------------------------------
@@ -244,12 +273,14 @@ class Journal:
     """An append-only file of (candidate, fold) results with a fingerprint header.
 
     Use :meth:`open`; then :meth:`get` what a previous run left and :meth:`append`
-    results as they finish (thread-safe); :meth:`close` at the end.
+    results as they finish (thread-safe); :meth:`close` at the end. One process at
+    a time holds a journal: it is locked while open (``flock``), and who holds it
+    is written beside it (``PATH.owner``) for the error a second process gets.
     """
 
-    def __init__(self, path: Path, file, records: dict, fingerprint: dict) -> None:
+    def __init__(self, path: Path, fd: int, records: dict, fingerprint: dict) -> None:
         self.path = path
-        self._file = file
+        self._fd = fd
         self._records = records
         self.fingerprint = fingerprint
         self._lock = threading.Lock()
@@ -262,26 +293,62 @@ class Journal:
         Raises
         ------
         ValueError
-            If the file is not a journal, or was written for another search.
+            If the file is not a journal, was written for another search, or is
+            open in another process.
         """
         path = Path(path)
-        records: dict = {}
-        if path.exists() and path.stat().st_size > 0:
-            end = cls._read(path, fingerprint, records)
-            file = path.open("r+b")
-            file.truncate(end)  # drop a torn last line, if any
-            file.seek(end)
+        if path.parent != Path():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as error:
+            raise CheckpointError(
+                f"The checkpoint journal {path} cannot be opened: {error.strerror}"
+            ) from error
+        try:
+            cls._claim(path, fd)
+            records: dict = {}
+            raw = _read_all(fd)
+            end = cls._read(path, raw, fingerprint, records) if raw else 0
+            os.ftruncate(fd, end)  # drop a torn last line, if any
             if end == 0:
-                cls._write_header(file, fingerprint)
-        else:
-            if path.parent != Path():
-                path.parent.mkdir(parents=True, exist_ok=True)
-            file = path.open("wb")
-            cls._write_header(file, fingerprint)
-        return cls(path, file, records, fingerprint)
+                cls._write_header(fd, fingerprint)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd, records, fingerprint)
 
     @staticmethod
-    def _write_header(file, fingerprint: dict) -> None:
+    def _claim(path: Path, fd: int) -> None:
+        """Lock the journal for this process, or say who holds it."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no lock
+            return
+        owner = path.with_name(path.name + ".owner")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = owner.read_text().strip() or "another process"
+            except OSError:
+                holder = "another process"
+            raise CheckpointError(
+                f"The checkpoint journal {path} is in use by {holder}: one search "
+                "writes a journal at a time. Wait for it to finish, or pass another "
+                "checkpoint path."
+            ) from None
+        try:
+            owner.unlink(missing_ok=True)  # never write through a planted link
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            descriptor = os.open(owner, flags, 0o644)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(_holder() + "\n")
+        except OSError:
+            pass  # only the message of a second process would be poorer
+
+    @staticmethod
+    def _write_header(fd: int, fingerprint: dict) -> None:
         from .. import __version__  # the package imports this module
 
         header = {
@@ -290,14 +357,12 @@ class Journal:
             "torchhpo": __version__,
             "fingerprint": fingerprint,
         }
-        file.write(json.dumps(header).encode() + b"\n")
-        file.flush()
-        os.fsync(file.fileno())
+        _write_all(fd, json.dumps(header).encode() + b"\n")
+        os.fsync(fd)
 
     @staticmethod
-    def _read(path: Path, fingerprint: dict, records: dict) -> int:
+    def _read(path: Path, raw: bytes, fingerprint: dict, records: dict) -> int:
         """Check the header, load records; return the end of the last whole line."""
-        raw = path.read_bytes()
         first, newline, _ = raw.partition(b"\n")
         header = _parse(first) if newline else None
         if header is None and _header_prefix(raw):
@@ -310,9 +375,11 @@ class Journal:
         if header.get("version") != VERSION:
             raise CheckpointError(
                 f"The checkpoint journal {path} has format version "
-                f"{header.get('version')!r}; this torchhpo reads version {VERSION}."
+                f"{header.get('version')!r}; this torchhpo reads version {VERSION}. "
+                "Delete it to start the search over, or pass another path."
             )
-        theirs = header.get("fingerprint", {})
+        theirs = header.get("fingerprint")
+        theirs = theirs if isinstance(theirs, dict) else {}
         differs = [k for k in fingerprint if theirs.get(k) != fingerprint[k]]
         if differs:
             raise CheckpointError(
@@ -326,17 +393,30 @@ class Journal:
         lines = raw.split(b"\n")
         end = len(raw) - len(lines[-1])
         body = lines[1:-1]
+        offset = len(lines[0]) + 1
+        dropped = []
         for number, line in enumerate(body, start=2):
             record = _parse(line)
-            if not isinstance(record, dict) or not _RECORD_KEYS <= record.keys():
-                if number == len(body) + 1:
-                    end -= len(line) + 1
-                    break
-                raise CheckpointError(
-                    f"The checkpoint journal {path} is damaged at line {number} "
-                    "(not a torn last record); delete it to start the search over."
-                )
-            records[record["candidate"], record["fold"]] = record
+            if _valid(record):
+                records[record["candidate"], record["fold"]] = record
+            elif number == len(body) + 1 and record is None:
+                end -= len(line) + 1  # torn: the process died writing it
+            elif line.strip():
+                # A record that fails its checksum is blanked in place (the
+                # file's other offsets stay) and its model trained again.
+                dropped.append((number, offset, len(line)))
+            offset += len(line) + 1
+        if dropped:
+            _blank(path, [(offset, size) for _, offset, size in dropped])
+            numbers = ", ".join(str(number) for number, _, _ in dropped)
+            warnings.warn(
+                f"The checkpoint journal {path} has {len(dropped)} damaged "
+                f"record{'s' if len(dropped) > 1 else ''} (line {numbers}: not a "
+                "record, or its checksum does not match); dropped, and their "
+                "models are trained again.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return end
 
     def __len__(self) -> int:
@@ -362,30 +442,74 @@ class Journal:
                 "candidates and splits: fix random_state (of RandomizedSearchCV, "
                 "and of a shuffling cv), or pass another checkpoint path."
             )
-        return decode_result(record["result"])
+        try:
+            return decode_result(record["result"])
+        except (CheckpointError, KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(
+                f"The checkpoint journal {self.path} holds an unreadable result for "
+                f"candidate {candidate}, fold {fold} ({type(error).__name__}: "
+                f"{error}); delete it to start the search over."
+            ) from error
 
     def append(self, candidate: int, fold: int, key: str, result: ModelResult) -> None:
-        """Write one model's result (flushed at once, synced now and then)."""
+        """Write one model's result (flushed at once, synced now and then).
+
+        The record is one ``write`` to a file opened for appending, so it lands
+        whole at the end of the file.
+        """
         record = {
             "candidate": candidate,
             "fold": fold,
             "key": key,
             "result": encode_result(result),
         }
+        record["sha256"] = _checksum(record)
         line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
         with self._lock:
-            self._file.write(line)
-            self._file.flush()
+            _write_all(self._fd, line)
             now = time.monotonic()
             if now - self._last_sync >= SYNC_INTERVAL:
-                os.fsync(self._file.fileno())
+                os.fsync(self._fd)
                 self._last_sync = now
 
     def close(self) -> None:
-        """Sync and close the file."""
+        """Sync and close the file, releasing its lock."""
         with self._lock:
-            if self._file.closed:
+            if self._fd < 0:
                 return
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            try:
+                os.fsync(self._fd)
+                owner = self.path.with_name(self.path.name + ".owner")
+                try:
+                    if owner.read_text().strip() == _holder():
+                        owner.unlink()
+                except OSError:
+                    pass
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def _blank(path: Path, spans: list[tuple[int, int]]) -> None:
+    """Overwrite ``spans`` of the file with spaces (the journal's fd appends)."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for offset, size in spans:
+            os.pwrite(fd, b" " * size, offset)
+    finally:
+        os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    position = 0
+    while chunk := os.pread(fd, 1 << 20, position):
+        chunks.append(chunk)
+        position += len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -11,6 +11,12 @@ for a worker to start.
 Forking is used only where it is safe: Linux, CPU workers only, CUDA not
 initialised. Workers run torch single-threaded, so no OpenMP team is ever started in
 a forked child.
+
+A worker cannot hang a search: a thread of each worker writes a heartbeat into
+shared memory every second, and a worker silent for :func:`worker_timeout` seconds
+(300; ``$TORCHHPO_WORKER_TIMEOUT``) is killed. The models of its pack that had not
+finished are trained again in a fresh worker, once; a second silence on the same
+pack is a :class:`WorkerError` naming the pack's tasks.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
@@ -129,6 +136,33 @@ def _portable(error: BaseException) -> BaseException:
     return error
 
 
+#: Seconds between a worker's heartbeats.
+HEARTBEAT_INTERVAL = 1.0
+
+#: Seconds a worker may go without a heartbeat before it is killed and its pack
+#: retried (``$TORCHHPO_WORKER_TIMEOUT`` overrides). Heartbeats come from a
+#: thread of the worker every second whatever it trains, so only a stopped or
+#: frozen process (SIGSTOP, a debugger, swapped to death) stays silent this long.
+WORKER_TIMEOUT = 300.0
+
+
+def worker_timeout() -> float:
+    """Seconds of silence after which a worker is taken for stuck."""
+    value = os.environ.get("TORCHHPO_WORKER_TIMEOUT")
+    if not value:
+        return WORKER_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(
+            f"TORCHHPO_WORKER_TIMEOUT must be a positive number of seconds, got "
+            f"{value!r}."
+        )
+    return seconds
+
+
 def run_forked(
     data: DeviceData,
     tasks: Sequence[ModelTask],
@@ -137,6 +171,10 @@ def run_forked(
     context: JobContext,
 ) -> None:
     """Train ``jobs`` on ``n_workers`` processes: this one and ``n_workers - 1`` forks.
+
+    A worker silent for :func:`worker_timeout` seconds is killed, and the models of
+    its pack that had not finished are trained again in a fresh worker; a pack
+    whose second worker goes silent too fails with a :class:`WorkerError`.
 
     Parameters
     ----------
@@ -150,6 +188,38 @@ def run_forked(
     context : JobContext
         Results and progress are delivered through it, in this process.
     """
+    limit = worker_timeout()
+    delivered: set[int] = set()
+    stuck = _round(data, tasks, jobs, n_workers - 1, context, limit, delivered, True)
+    if not stuck:
+        return
+    # Retried where no training runs in this process: each in a fresh worker.
+    again = [Job(tuple(i for i in job.members if i not in delivered)) for job in stuck]
+    again = [job for job in again if job.members]
+    if not again:
+        return
+    stuck = _round(data, tasks, again, len(again), context, limit, delivered, False)
+    if stuck:
+        packs = "; ".join(f"tasks {', '.join(map(str, job.members))}" for job in stuck)
+        raise WorkerError(
+            f"a training worker process went silent for {limit:g} s (stopped or "
+            f"frozen) twice on the same pack ({packs}); it was killed each time. "
+            "TORCHHPO_WORKER_TIMEOUT sets the limit."
+        )
+
+
+def _round(
+    data: DeviceData,
+    tasks: Sequence[ModelTask],
+    jobs: Sequence[Job],
+    n_forks: int,
+    context: JobContext,
+    limit: float,
+    delivered: set[int],
+    parent_trains: bool,
+) -> list[Job]:
+    """Train ``jobs`` on ``n_forks`` forked workers (and this process, if it
+    ``parent_trains``); return the jobs of workers killed for silence."""
     # Workers inherit the fused CPU kernels: loading a library (dlopen) in a
     # forked child is what it must never do.
     native.load()
@@ -157,15 +227,26 @@ def run_forked(
     fork = mp.get_context("fork")
     next_job = fork.Value("q", 0)
     cancel = fork.Event()
+    # Per worker: the time of its last heartbeat, and the job it trains (-1: none).
+    beats = fork.RawArray("d", [time.monotonic()] * n_forks)
+    holding = fork.RawArray("q", [-1] * n_forks)
 
-    def take() -> Job | None:
+    def take(slot: int | None = None) -> Job | None:
         with next_job.get_lock():
             index = next_job.value
             next_job.value += 1
+        if slot is not None:
+            holding[slot] = index if index < len(jobs) else -1
         return jobs[index] if index < len(jobs) else None
 
-    def child(conn: Connection, answers: Connection) -> None:
+    def beat(slot: int) -> None:
+        while True:
+            beats[slot] = time.monotonic()
+            time.sleep(HEARTBEAT_INTERVAL)
+
+    def child(slot: int, conn: Connection, answers: Connection) -> None:
         _die_with_parent()
+        threading.Thread(target=beat, args=(slot,), daemon=True).start()
         torch.set_num_threads(1)
         policy = None
         if context.policy is not None:
@@ -183,7 +264,7 @@ def run_forked(
         code = 0
         try:
             try:
-                while not cancel.is_set() and (job := take()) is not None:
+                while not cancel.is_set() and (job := take(slot)) is not None:
                     run_job(data, tasks, job, child_context)
                 conn.send(("done", None))
             except Cancelled:
@@ -201,10 +282,10 @@ def run_forked(
             os._exit(code)
 
     workers, pipes, replies = [], [], []
-    for _ in range(n_workers - 1):
+    for slot in range(n_forks):
         receive, send = fork.Pipe(duplex=False)
         answers, answer = fork.Pipe(duplex=False)
-        process = fork.Process(target=child, args=(send, answers), daemon=True)
+        process = fork.Process(target=child, args=(slot, send, answers), daemon=True)
         process.start()
         send.close()
         answers.close()
@@ -213,10 +294,12 @@ def run_forked(
         replies.append(answer)
 
     errors: list[BaseException] = []
+    silent: list[int] = []
+    watch = _Watch(beats, holding, limit, delivered, silent)
     reply_to = dict(zip(pipes, replies, strict=True))
     reader = threading.Thread(
         target=_collect,
-        args=(pipes, workers, context, cancel, errors, reply_to),
+        args=(pipes, workers, context, cancel, errors, reply_to, watch),
         daemon=True,
     )
     reader.start()
@@ -233,7 +316,7 @@ def run_forked(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one core per process, this one included
     try:
-        while not cancel.is_set() and (job := take()) is not None:
+        while parent_trains and not cancel.is_set() and (job := take()) is not None:
             run_job(data, tasks, job, own_context)
     except Cancelled:
         pass
@@ -247,18 +330,50 @@ def run_forked(
     _reap(workers)
     if errors:
         raise errors[0]
+    return [jobs[index] for index in silent]
+
+
+class _Watch:
+    """The parent's view of its workers' heartbeats and of the models delivered."""
+
+    def __init__(self, beats, holding, limit, delivered: set, silent: list) -> None:
+        self.beats, self.holding, self.limit = beats, holding, limit
+        self.delivered, self.silent = delivered, silent
+
+    def overdue(self, slot: int) -> bool:
+        return time.monotonic() - self.beats[slot] > self.limit
+
+    def killed(self, slot: int) -> None:
+        """Note the job of a worker killed for silence, to be trained again."""
+        if self.holding[slot] >= 0:
+            self.silent.append(self.holding[slot])
 
 
 def _collect(
-    pipes, workers, context: JobContext, cancel, errors: list, replies: dict
+    pipes,
+    workers,
+    context: JobContext,
+    cancel,
+    errors: list,
+    replies: dict,
+    watch: _Watch,
 ) -> None:
     """Deliver the workers' messages until each has finished (or died).
 
-    A worker's policy question (``"policy"``) is answered on its reply pipe.
+    A worker's policy question (``"policy"``) is answered on its reply pipe. A
+    worker whose heartbeat stops for ``watch.limit`` seconds is killed, and its
+    job noted for a retry.
     """
     open_pipes = dict(zip(pipes, workers, strict=True))
+    slots = {conn: slot for slot, conn in enumerate(pipes)}
     while open_pipes:
-        for conn in wait(list(open_pipes)):
+        for conn in list(open_pipes):
+            if watch.overdue(slots[conn]):
+                process = open_pipes.pop(conn)
+                process.kill()  # SIGKILL ends a stopped process too
+                process.join()
+                watch.killed(slots[conn])
+        for conn in wait(list(open_pipes), timeout=HEARTBEAT_INTERVAL):
             try:
                 kind, *payload = conn.recv()
             except (EOFError, OSError):
@@ -277,6 +392,8 @@ def _collect(
                 # Its pipe closes next; the process is reaped after training.
                 open_pipes.pop(conn)
                 continue
+            if kind == "result":
+                watch.delivered.add(payload[0])
             try:
                 _handle(kind, payload, context, replies[conn])
             except BaseException as error:

@@ -14,8 +14,13 @@ functions (found in torch's own library) between its passes.
 The C file is compiled with the machine's C compiler (``$CC``, else ``cc``,
 ``gcc`` or ``clang``) the first time a CPU pack trains, in about a second, and
 cached under ``$TORCHHPO_CACHE_DIR`` (default ``~/.cache/torchhpo``), keyed by the
-source, the compiler and the CPU. Where no compiler works the step runs on ATen
-alone (a debug log says why); ``TORCHHPO_NATIVE=0`` chooses that path. The two
+source, the compiler and the CPU. A library is code, so it is loaded only from a
+folder this user owns and only this user can open (0700; else the per-user
+temporary folder), and only when its bytes hash to the value recorded beside it at
+build time; anything else (truncated, swapped, stale) is rebuilt before ``dlopen``
+sees it. A compiler gets ``$TORCHHPO_COMPILE_TIMEOUT`` seconds (60). Where no build
+works the step runs on ATen alone, and one warning says why; ``TORCHHPO_NATIVE=0``
+chooses that path quietly. The two
 paths compute the same formulas but may round differently in the last bits: a
 machine gives the same results every run, whichever path it has.
 
@@ -24,6 +29,7 @@ Functions are called through :mod:`ctypes`, which releases the GIL for the call.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -31,10 +37,13 @@ import logging
 import os
 import platform
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import torch
@@ -185,6 +194,14 @@ _lock = threading.Lock()
 _loaded: dict[torch.dtype, Kernels] | None = None
 _failed = False
 
+#: Seconds one compiler run may take (``$TORCHHPO_COMPILE_TIMEOUT`` overrides);
+#: the build takes about a second, so a compiler still running after this is stuck.
+COMPILE_TIMEOUT = 60.0
+
+
+class BuildError(OSError):
+    """The kernels could not be built or loaded; the message says why."""
+
 
 def kernels(dtype: torch.dtype, device: torch.device) -> Kernels | None:
     """Return the fused kernels for ``dtype`` on ``device``, or None to use ATen.
@@ -210,6 +227,8 @@ def load() -> dict[torch.dtype, Kernels] | None:
     """Build (once) and load the kernels; None if disabled or unavailable.
 
     Call it before forking worker processes, so that they inherit the library.
+    Where the kernels cannot be had, one ``RuntimeWarning`` per process says why
+    and training runs on ATen.
     """
     global _loaded, _failed
     if os.environ.get("TORCHHPO_NATIVE", "1") == "0":
@@ -221,11 +240,13 @@ def load() -> dict[torch.dtype, Kernels] | None:
             try:
                 library = ctypes.CDLL(str(_build()))
                 if library.torchhpo_kernels_version() != VERSION:
-                    raise OSError("the compiled kernels are of another version")
+                    raise BuildError("the compiled kernels are of another version")
                 _loaded = {dtype: Kernels(library, dtype) for dtype in _SUFFIX}
-            except (OSError, subprocess.SubprocessError) as error:
+            except Exception as error:  # any failure here only costs speed
                 _failed = True
-                logger.debug("fused CPU kernels unavailable, using ATen: %s", error)
+                message = f"fused CPU kernels unavailable, training on ATen: {error}"
+                logger.debug(message)
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
     return _loaded
 
 
@@ -237,7 +258,7 @@ def _compiler() -> list[str]:
         path = shutil.which(name)
         if path:
             return [path]
-    raise OSError("no C compiler found (set CC)")
+    raise BuildError("no C compiler found (set CC)")
 
 
 def _cpu_key() -> str:
@@ -264,8 +285,65 @@ def _user() -> str:
     return str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "")
 
 
+def _private(folder: Path) -> str | None:
+    """Make ``folder`` this user's private folder; return why it cannot be, or None.
+
+    A library is code: it is loaded only from a real folder (no link) that this
+    user owns and nobody else can write to or list, so no other local user can
+    plant or swap one.
+    """
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(folder)
+    except OSError as error:
+        return f"{folder}: {error.strerror or error}"
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        return f"{folder} is not a plain folder"
+    if hasattr(os, "getuid"):
+        if info.st_uid != os.getuid():
+            return f"{folder} is owned by uid {info.st_uid}, not by this user"
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            try:
+                os.chmod(folder, 0o700)
+            except OSError as error:
+                return f"{folder} is open to other users: {error.strerror}"
+    return None
+
+
+def _digest(path: Path) -> str | None:
+    """The sha256 of a plain file this user owns, or None (missing or foreign)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            return None
+        return hashlib.sha256(file.read()).hexdigest()
+
+
+def _recorded(record: Path) -> str | None:
+    """The hash recorded beside a library, or None."""
+    try:
+        descriptor = os.open(record, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(descriptor) as file:
+            if hasattr(os, "getuid") and os.fstat(file.fileno()).st_uid != os.getuid():
+                return None
+            return file.read(200).strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _build() -> Path:
-    """Compile ``kernels.c`` unless a build for this source, compiler and CPU exists."""
+    """Return a verified build for this source, compiler and CPU, compiling if need be.
+
+    The library is loaded only when its bytes hash to the value recorded beside it
+    at build time (``kernels-<key>.so.sha256``), checked before ``dlopen``: a
+    truncated, empty, garbage or swapped file is rebuilt, never loaded.
+    """
     compiler = _compiler()
     source = SOURCE.read_bytes()
     key = hashlib.sha256(
@@ -279,30 +357,91 @@ def _build() -> Path:
             ]
         )
     ).hexdigest()[:16]
+    reasons = []
     for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"torchhpo-{_user()}"):
-        target = folder / f"kernels-{key}.so"
-        if target.exists():
-            return target
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            return _compile(compiler, target)
-        except PermissionError:
+        reason = _private(folder)
+        if reason is not None:
+            reasons.append(reason)
             continue
-    raise OSError("no writable folder for the compiled kernels")
+        target = folder / f"kernels-{key}.so"
+        with _folder_lock(folder / f"kernels-{key}.lock"):
+            record = target.with_name(target.name + ".sha256")
+            built = _digest(target)
+            if built is not None and built == _recorded(record):
+                return target
+            if built is not None or target.exists():
+                logger.debug("%s does not match its recorded hash: rebuilt", target)
+            return _compile(compiler, target, record)
+    reasons = "; ".join(reasons)
+    raise BuildError(f"no private folder for the compiled kernels: {reasons}")
 
 
-def _compile(compiler: list[str], target: Path) -> Path:
-    """Compile into ``target`` atomically (concurrent builds cannot collide)."""
+@contextlib.contextmanager
+def _folder_lock(path: Path):
+    """Hold an exclusive lock on ``path`` (one build per key at a time)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: builds stay atomic, only not serialised
+        yield
+        return
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _timeout() -> float:
+    value = os.environ.get("TORCHHPO_COMPILE_TIMEOUT")
+    return float(value) if value else COMPILE_TIMEOUT
+
+
+def _run(command: list[str]) -> tuple[int, str]:
+    """Run the compiler with a time limit; return its exit status and stderr.
+
+    It runs in a session of its own, so that a stuck compiler is killed with its
+    children (``cc`` runs ``cc1``, which would hold the pipes open otherwise).
+    """
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=hasattr(os, "killpg"),
+    )
+    try:
+        _, stderr = process.communicate(timeout=_timeout())
+    except subprocess.TimeoutExpired as error:
+        if hasattr(os, "killpg"):
+            os.killpg(process.pid, signal.SIGKILL)
+        else:  # pragma: no cover - Windows
+            process.kill()
+        process.communicate()
+        raise BuildError(
+            f"{' '.join(command)} still running after {error.timeout:g} s "
+            "(TORCHHPO_COMPILE_TIMEOUT)"
+        ) from None
+    return process.returncode, stderr
+
+
+def _compile(compiler: list[str], target: Path, record: Path) -> Path:
+    """Compile into ``target`` atomically and record its hash beside it."""
     handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(handle)
     try:
         for arch in (["-march=native"], []):
             command = [*compiler, *_FLAGS, *arch, "-o", partial, str(SOURCE), "-lm"]
-            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-            if done.returncode == 0:
+            returncode, stderr = _run(command)
+            if returncode == 0:
+                digest = _digest(Path(partial))
+                handle, written = tempfile.mkstemp(suffix=".sha256", dir=target.parent)
+                with os.fdopen(handle, "w") as file:
+                    file.write(f"{digest}\n")
+                os.replace(written, record)
                 os.replace(partial, target)
                 return target
-        raise OSError(f"{' '.join(command)} failed:\n{done.stderr.strip()}")
+        raise BuildError(f"{' '.join(command)} failed:\n{stderr.strip()}")
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
