@@ -4,7 +4,7 @@
                              [--force] [--top N]
                              [--no-progress] [--no-plots]
                              [--checkpoint JOURNAL [--resume]]
-    torchhpo predict RUN_DIR DATA.csv [--out FILE] [--force]
+    torchhpo predict RUN_DIR DATA.csv [--out FILE] [--force] [--no-header]
     torchhpo export RUN_DIR --onnx FILE [--force]
 
 Errors a user can fix (config, data, existing output) print one line,
@@ -116,7 +116,8 @@ def _parser() -> argparse.ArgumentParser:
         help="predict with a run folder's best model",
         description=(
             "Load a run folder's saved model (no pickle) and write its predictions "
-            "for a CSV (header row; feature columns by name) or .npy file."
+            "for a CSV or Parquet file (the training columns by name, in any "
+            "order; a missing or extra column is an error) or a .npy file."
         ),
     )
     predict_parser.add_argument("run_dir", help="a run folder")
@@ -126,6 +127,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict_parser.add_argument(
         "--force", action="store_true", help="overwrite the output file"
+    )
+    predict_parser.add_argument(
+        "--no-header",
+        action="store_true",
+        help=(
+            "the CSV has no header row: read every row as data, the columns in "
+            "training order (without it, a first row that looks like data is "
+            "refused)"
+        ),
     )
 
     export_parser = commands.add_parser(
@@ -194,7 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"Inputs: {result.note}"
                 )
             else:
-                path = predict(args.run_dir, args.data, out=args.out, force=args.force)
+                path = predict(
+                    args.run_dir,
+                    args.data,
+                    out=args.out,
+                    force=args.force,
+                    header=not args.no_header,
+                )
                 print(f"Predictions written to {path}")
         except USER_ERRORS as error:
             print(f"torchhpo: error: {error}", file=sys.stderr)
