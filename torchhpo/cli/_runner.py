@@ -169,7 +169,7 @@ def run(
     device_used = resolve_device(config.params.get("device", "auto"))
     print(
         f"torchhpo {__version__}: {config.kind} search, "
-        f"{count_candidates(config)} candidates x {config.cv} folds of "
+        f"{count_candidates(config)} candidates x {config.n_splits} folds of "
         f"{config.estimator} ({inputs} inputs) on {dataset.describe()}; "
         f"device {device_used}",
         file=stdout,
