@@ -1,6 +1,6 @@
 """Run configs: read a YAML file with a safe loader and check every key before work.
 
-A config is a mapping (see ``configs/`` for complete examples)::
+A config is a mapping (see ``torchhpo/configs/`` for complete examples)::
 
     dataset: digits              # {name: digits} | {file: data.csv, target: label}
                                  # | {synthetic: make_classification, options: {...}}
@@ -60,6 +60,7 @@ from sklearn.model_selection import (
     StratifiedShuffleSplit,
 )
 
+from .. import configs as bundled_configs
 from .._device import resolve_device
 from ..neural_network import MLPClassifier, MLPRegressor
 from ._optuna import OPTUNA_KEYS
@@ -974,7 +975,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     Parameters
     ----------
     path : str or Path
-        A YAML file (read with a safe loader).
+        A YAML file (read with a safe loader), or the name of a config shipped
+        with torchhpo (``seed_grid``; see :mod:`torchhpo.configs`), used when no
+        such file exists.
     overrides : sequence of str
         ``key.path=value`` settings applied to the file's contents before the
         checks (the value is read as YAML; missing sections are created). A
@@ -994,7 +997,13 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """
     source = Path(path)
     if not source.is_file():
-        raise ConfigError("", f"config file not found: {str(path)!r}.")
+        source = bundled_configs.find(str(path))
+        if source is None:
+            raise ConfigError(
+                "",
+                f"config file not found: {str(path)!r} "
+                f"({bundled_configs.suggest(str(path))}).",
+            )
     source = source.resolve()
     raw = apply_overrides(read_yaml(source), overrides, source)
     config = _Checker(source).config(raw)
