@@ -132,7 +132,9 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     predict_parser.add_argument("run_dir", help="a run folder")
-    predict_parser.add_argument("data", help="a .csv or .npy file of features")
+    predict_parser.add_argument(
+        "data", help="a .csv, .parquet or .npy file of the training columns"
+    )
     predict_parser.add_argument(
         "--out", help="output CSV (default: <data>.predictions.csv next to the data)"
     )
