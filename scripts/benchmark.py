@@ -371,10 +371,29 @@ def _machine() -> str:
 def main(argv=None) -> int:
     """Run the benchmark and print a table of medians and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", default=",".join(TASKS))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--worker", nargs=2, metavar=("TASK", "IMPL"))
+    parser.add_argument(
+        "--tasks",
+        default=",".join(TASKS),
+        help=(
+            "comma-separated tasks to run (default: %(default)s; also random-1000, "
+            "seed-optuna, seed-optuna-pruned, optuna-200)"
+        ),
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="fresh-process runs of each (task, implementation); medians (3)",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="torchhpo's device: cpu, cuda, cuda:N (cpu)"
+    )
+    parser.add_argument(
+        "--worker",
+        nargs=2,
+        metavar=("TASK", "IMPL"),
+        help="internal: run one measurement in this process and print it as JSON",
+    )
     parser.add_argument(
         "--n-trials", type=int, help="Optuna tasks: trials (default 20 / 200)"
     )

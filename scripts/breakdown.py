@@ -160,9 +160,21 @@ def report(timers: Timers, totals: dict) -> None:
 def main(argv=None) -> int:
     """Run the breakdown and print it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--n-iter", type=int, default=None)
+    parser.add_argument(
+        "--device", default="cpu", help="training device: cpu, cuda, cuda:N (cpu)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs of the search, one after another (1)",
+    )
+    parser.add_argument(
+        "--n-iter",
+        type=int,
+        default=None,
+        help="time a random search of N candidates (default: the seed grid)",
+    )
     parser.add_argument(
         "--max-iter", type=int, default=200, help="the MLP's max_iter (short runs)"
     )

@@ -154,13 +154,35 @@ def _plot(path, sizes, ours, theirs, args) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="10,40,160,640")
-    parser.add_argument("--cv", type=int, default=3)
-    parser.add_argument("--max-iter", type=int, default=30)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--sklearn-budget", type=float, default=300.0)
-    parser.add_argument("--png", default="runs/scaling.png")
+    parser.add_argument(
+        "--sizes",
+        default="10,40,160,640",
+        help="comma-separated numbers of candidates to time (%(default)s)",
+    )
+    parser.add_argument("--cv", type=int, default=3, help="CV folds per candidate (3)")
+    parser.add_argument(
+        "--max-iter", type=int, default=30, help="the MLP's max_iter (30)"
+    )
+    parser.add_argument(
+        "--hidden", type=int, default=64, help="units of the one hidden layer (64)"
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="torchhpo's device: cpu, cuda, cuda:N (cpu)"
+    )
+    parser.add_argument(
+        "--sklearn-budget",
+        type=float,
+        default=300.0,
+        help=(
+            "skip scikit-learn's run of a size whose estimated time exceeds this "
+            "many seconds (300)"
+        ),
+    )
+    parser.add_argument(
+        "--png",
+        default="runs/scaling.png",
+        help="where to write the plot (%(default)s)",
+    )
     parser.add_argument(
         "--worker", nargs=2, metavar=("IMPL", "N"), help=argparse.SUPPRESS
     )

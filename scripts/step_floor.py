@@ -157,10 +157,24 @@ def measure(
 def main(argv: list[str] | None = None) -> None:
     """Print the table: architecture, models, floor, engine, ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--models", type=int, default=20, help="models in the pack (20)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=15,
+        help="interleaved measurements; medians (15)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="the pack's dtype (float32)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: one core)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)

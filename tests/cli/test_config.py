@@ -7,10 +7,11 @@ import pytest
 
 from torchhpo.cli import ConfigError, load_config, main
 from torchhpo.cli._config import Distribution
+from torchhpo.configs import FOLDER
 
 from .conftest import tiny_config, write_config
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = FOLDER  # the configs shipped in the package
 
 
 def test_seed_grid_config_is_the_seeds_grid():
@@ -271,7 +272,9 @@ def test_unusable_device_is_refused(tmp_path, capsys, monkeypatch):
 
 
 def test_readme_config_example_is_seed_random(tmp_path):
-    readme = (CONFIGS.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(
+        encoding="utf-8"
+    )
     section = readme.split("## Command line", 1)[1]
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     path = tmp_path / "readme.yaml"

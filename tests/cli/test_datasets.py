@@ -127,5 +127,5 @@ def test_classifier_on_a_continuous_target_is_refused_before_training(tmp_path):
 
 def test_predict_refuses_data_without_the_model_features(iris_run, tmp_path):
     (tmp_path / "d.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(CommandError, match="lacks the model's feature columns"):
+    with pytest.raises(CommandError, match="lacks the model's columns"):
         predict(iris_run.folder, tmp_path / "d.csv")

@@ -58,7 +58,7 @@ def test_relative_data_file_is_read_from_the_current_folder(
 @pytest.mark.parametrize(
     "override, key, message",
     [
-        ("search.cv=one", "search.cv", "expected an integer, got 'one'"),
+        ("search.cv=one", "search.cv", "expected an integer >= 2, got 'one'"),
         ("search.cvv=3", "search.cvv", "unknown key (did you mean 'cv'?)"),
         ("search.cv", "", "override 'search.cv': expected KEY.PATH=VALUE"),
         ("search..cv=3", "", "expected KEY.PATH=VALUE"),

@@ -25,6 +25,7 @@ EXPECTED_FILES = {
     "model.safetensors",
     "model.json",
     "config.yaml",
+    "columns.json",
     "run.json",
     "plots/scores_by_param.png",
     "plots/loss_curves.png",

@@ -11,13 +11,14 @@ from sklearn.compose import ColumnTransformer
 
 from torchhpo.cli import load_config, load_model, main, predict, run
 from torchhpo.cli._runner import CommandError
+from torchhpo.configs import FOLDER
 
 from .conftest import tiny_config, write_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "penguins_like.csv"
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = FOLDER  # the configs shipped in the package
 
 
 def _penguins_config(**dataset) -> dict:
@@ -154,7 +155,8 @@ def test_string_column_without_auto_is_refused(tmp_path):
 
 def test_shipped_config_checks():
     config = load_config(CONFIGS / "penguins_like.yaml")
-    assert config.dataset.file == DATA
+    assert config.dataset.file == CONFIGS / "data" / "penguins_like.csv"
+    assert config.dataset.file.read_bytes() == DATA.read_bytes()  # the same file
     assert config.preprocessing == "auto"
 
 

@@ -8,6 +8,8 @@ Modules, in the order a run uses them:
 * ``_recorder``: the scorer that keeps each fold model's loss curve;
 * ``_runs``: the run folder (files, no overwrite without ``--force``);
 * ``_model_io``: the best model as tensors + JSON (no pickle);
+* ``_columns``: the run's input columns (``columns.json``), and how ``predict``
+  matches a file's columns to them by name;
 * ``_plots``: the PNG plots (matplotlib, optional);
 * ``_report``: the leaderboard;
 * ``_preprocessing``: ``standardize`` / ``auto`` steps and their saved form;

@@ -96,8 +96,8 @@ def build_search(
         Show the search's progress bar.
     """
     estimator = build_estimator(config, dataset)
-    cv = check_cv(config.cv, dataset.y, classifier=is_classifier(estimator))
-    splits = list(cv.split(dataset.X, dataset.y))
+    cv = check_cv(config.splitter(), dataset.y, classifier=is_classifier(estimator))
+    splits = list(cv.split(dataset.X, dataset.y, dataset.groups))
     space = build_space(config)
     recorder = LossCurveRecorder(
         clone(estimator), config.scoring, dataset.X, splits, list(space)

@@ -1,10 +1,12 @@
 """Run configs: read a YAML file with a safe loader and check every key before work.
 
-A config is a mapping (see ``configs/`` for complete examples)::
+A config is a mapping (see ``torchhpo/configs/`` for complete examples)::
 
     dataset: digits              # {name: digits} | {file: data.csv, target: label}
                                  # | {synthetic: make_classification, options: {...}}
-                                 # (files: .csv, .parquet or .npy)
+                                 # (files: .csv, .parquet or .npy); also
+                                 # drop: [id, notes] or columns: [a, b] (features),
+                                 # groups: COLUMN (for group_kfold)
     preprocessing: standardize   # or auto (the default for files), or none
     estimator:
       class: MLPClassifier       # or MLPRegressor
@@ -14,7 +16,9 @@ A config is a mapping (see ``configs/`` for complete examples)::
       space:                     # lists of values; sampled kinds take distributions
         hidden_layer_sizes: [[50, 50], [100]]
         alpha: {loguniform: [1e-5, 1e-1]}
-      cv: 5
+      cv: 5                      # or {kind: kfold, n_splits: 5, shuffle: true,
+                                 # random_state: 0}; stratified_kfold, group_kfold,
+                                 # shuffle_split, ... (see SPLITTERS)
       scoring: null              # a scikit-learn scorer name; null: estimator.score
       n_iter: 10                 # random only
       random_state: 0            # random only (the sampling seed)
@@ -47,7 +51,16 @@ import yaml
 from scipy import stats
 from sklearn import datasets as sk_datasets
 from sklearn.metrics import get_scorer_names
+from sklearn.model_selection import (
+    GroupKFold,
+    GroupShuffleSplit,
+    KFold,
+    ShuffleSplit,
+    StratifiedKFold,
+    StratifiedShuffleSplit,
+)
 
+from .. import configs as bundled_configs
 from .._device import resolve_device
 from ..neural_network import MLPClassifier, MLPRegressor
 from ._optuna import OPTUNA_KEYS
@@ -101,6 +114,8 @@ SYNTHETIC_DATASETS: dict[str, Callable] = {
 }
 
 PREPROCESSING = ("auto", "standardize", "none")
+#: ``dataset`` keys that choose columns, for every kind of dataset.
+DATASET_COLUMN_KEYS = ("drop", "columns", "groups")
 SEARCH_KINDS = ("grid", "random", "halving_grid", "halving_random", "optuna")
 #: Kinds whose space may hold distributions (candidates are sampled).
 SAMPLED_KINDS = ("random", "halving_random", "optuna")
@@ -113,6 +128,19 @@ HALVING_OPTIONS = {
     "aggressive_elimination": False,
 }
 DATA_SUFFIXES = (".csv", ".parquet", ".npy")
+
+#: scikit-learn's splitters ``search.cv: {kind: ..., <options>}`` may name; their
+#: options are their constructors' parameters.
+SPLITTERS: dict[str, type] = {
+    "kfold": KFold,
+    "stratified_kfold": StratifiedKFold,
+    "group_kfold": GroupKFold,
+    "shuffle_split": ShuffleSplit,
+    "stratified_shuffle_split": StratifiedShuffleSplit,
+    "group_shuffle_split": GroupShuffleSplit,
+}
+#: Splitters that need ``dataset.groups``.
+GROUP_SPLITTERS = ("group_kfold", "group_shuffle_split")
 
 
 @dataclass(frozen=True)
@@ -162,6 +190,36 @@ class Distribution:
 
 
 @dataclass(frozen=True)
+class CVSpec:
+    """A scikit-learn splitter named in ``search.cv``, with its options.
+
+    Attributes
+    ----------
+    kind : str
+        A key of :data:`SPLITTERS`.
+    options : dict
+        Keyword arguments of the splitter (``n_splits``, ``shuffle``,
+        ``random_state``, ``test_size`` ...).
+    """
+
+    kind: str
+    options: dict = field(default_factory=dict)
+
+    def splitter(self):
+        """Return the scikit-learn splitter."""
+        return SPLITTERS[self.kind](**self.options)
+
+    @property
+    def n_splits(self) -> int:
+        """The number of (train, test) splits it makes."""
+        return self.splitter().get_n_splits()
+
+    def to_config(self) -> dict:
+        """Return the config form, ``{kind: ..., **options}``."""
+        return {"kind": self.kind, **self.options}
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """Where the data comes from: exactly one of ``name``, ``file``, ``synthetic``.
 
@@ -178,6 +236,12 @@ class DatasetSpec:
         A generator of :data:`SYNTHETIC_DATASETS`, called with ``options``.
     options : dict
         Keyword arguments of the generator.
+    drop : tuple of str
+        Feature columns left out (identifiers, free text, dates).
+    columns : tuple of str or None
+        The feature columns kept (all but the target when None).
+    groups : str or None
+        A file's column of group labels for a group splitter (not a feature).
     """
 
     name: str | None = None
@@ -185,14 +249,25 @@ class DatasetSpec:
     target: str | int | None = None
     synthetic: str | None = None
     options: dict = field(default_factory=dict)
+    drop: tuple[str, ...] = ()
+    columns: tuple[str, ...] | None = None
+    groups: str | None = None
 
     def to_config(self) -> dict:
         """Return the config form (the file path absolute)."""
         if self.name is not None:
-            return {"name": self.name}
-        if self.file is not None:
-            return {"file": str(self.file), "target": self.target}
-        return {"synthetic": self.synthetic, "options": dict(self.options)}
+            config = {"name": self.name}
+        elif self.file is not None:
+            config = {"file": str(self.file), "target": self.target}
+        else:
+            config = {"synthetic": self.synthetic, "options": dict(self.options)}
+        if self.drop:
+            config["drop"] = list(self.drop)
+        if self.columns is not None:
+            config["columns"] = list(self.columns)
+        if self.groups is not None:
+            config["groups"] = self.groups
+        return config
 
     def label(self) -> str:
         """Return a short name for messages and plot titles."""
@@ -222,8 +297,9 @@ class RunConfig:
     kind : {"grid", "random", "optuna"}
     space : dict
         Parameter name -> list of values, or :class:`Distribution` (random only).
-    cv : int
-        Number of folds.
+    cv : int or CVSpec
+        Number of folds (scikit-learn's default splitter for the estimator), or
+        a named splitter with its options.
     scoring : str or None
         A scikit-learn scorer name; None scores with the estimator's ``score``.
     n_iter : int or None
@@ -250,7 +326,7 @@ class RunConfig:
     params: dict
     kind: str
     space: dict
-    cv: int
+    cv: int | CVSpec
     scoring: str | None
     n_iter: int | None = None
     random_state: int | None = None
@@ -262,6 +338,15 @@ class RunConfig:
     @property
     def estimator_class(self) -> type:
         return ESTIMATORS[self.estimator]
+
+    def splitter(self):
+        """Return ``cv`` as scikit-learn's ``check_cv`` takes it (int or splitter)."""
+        return self.cv.splitter() if isinstance(self.cv, CVSpec) else self.cv
+
+    @property
+    def n_splits(self) -> int:
+        """The number of CV splits each candidate is scored on."""
+        return self.cv.n_splits if isinstance(self.cv, CVSpec) else self.cv
 
     def with_device(self, device: str | None) -> RunConfig:
         """Return the config with ``estimator.params.device`` set (None: unchanged).
@@ -281,7 +366,7 @@ class RunConfig:
         search: dict[str, Any] = {
             "kind": self.kind,
             "space": {name: _space_to_config(v) for name, v in self.space.items()},
-            "cv": self.cv,
+            "cv": self.cv.to_config() if isinstance(self.cv, CVSpec) else self.cv,
             "scoring": self.scoring,
         }
         if self.kind == "random":
@@ -407,6 +492,7 @@ class _Checker:
         )
         estimator, params = self.estimator(top["estimator"])
         search = self.search(top["search"], ESTIMATORS[estimator], params)
+        self.cv_fits(search["cv"], dataset, estimator)
         return RunConfig(
             source=self.source,
             dataset=dataset,
@@ -421,7 +507,9 @@ class _Checker:
         if isinstance(raw, str):
             raw = {"name": raw}
         spec = self.mapping(
-            "dataset", raw, ("name", "file", "target", "synthetic", "options")
+            "dataset",
+            raw,
+            ("name", "file", "target", "synthetic", "options", *DATASET_COLUMN_KEYS),
         )
         sources = [k for k in ("name", "file", "synthetic") if k in spec]
         if len(sources) != 1:
@@ -439,12 +527,64 @@ class _Checker:
             if key in spec:
                 self.fail(f"dataset.{key}", f"not used with dataset.{source}.")
         if source == "name":
-            return DatasetSpec(
+            dataset = DatasetSpec(
                 name=self.choice("dataset.name", spec["name"], BUNDLED_DATASETS)
             )
-        if source == "file":
-            return self.data_file(spec)
-        return self.synthetic(spec)
+        elif source == "file":
+            dataset = self.data_file(spec)
+        else:
+            dataset = self.synthetic(spec)
+        return replace(dataset, **self.dataset_columns(spec, dataset))
+
+    def dataset_columns(self, spec: dict, dataset: DatasetSpec) -> dict:
+        """Check ``dataset.drop`` / ``columns`` / ``groups`` (names are checked
+        against the data when it is read)."""
+        checked: dict[str, Any] = {}
+        if "drop" in spec and "columns" in spec:
+            self.fail(
+                "dataset.columns",
+                "give dataset.columns (the features to keep) or dataset.drop (the "
+                "columns to leave out), not both.",
+            )
+        for key in ("drop", "columns"):
+            if key not in spec:
+                continue
+            names = spec[key]
+            if isinstance(names, str):
+                names = [names]
+            if (
+                not isinstance(names, list)
+                or not names
+                or not all(isinstance(n, str) and n for n in names)
+            ):
+                self.fail(
+                    f"dataset.{key}",
+                    f"expected a non-empty list of column names, got {_show(names)}.",
+                )
+            if len(set(names)) != len(names):
+                repeated = sorted({n for n in names if names.count(n) > 1})
+                self.fail(f"dataset.{key}", f"repeats {_names(repeated)}.")
+            checked[key] = tuple(names)
+        if "groups" in spec:
+            groups = spec["groups"]
+            tables = dataset.file is not None and dataset.file.suffix.lower() in (
+                ".csv",
+                ".parquet",
+            )
+            if not tables:
+                self.fail(
+                    "dataset.groups",
+                    "needs dataset.file, a .csv or .parquet file with a column of "
+                    "group labels.",
+                )
+            if not isinstance(groups, str) or not groups:
+                self.fail(
+                    "dataset.groups", f"expected a column name, got {_show(groups)}."
+                )
+            if groups == dataset.target:
+                self.fail("dataset.groups", f"{groups!r} is the target column.")
+            checked["groups"] = groups
+        return checked
 
     def data_file(self, spec: dict) -> DatasetSpec:
         written = spec["file"]
@@ -571,7 +711,7 @@ class _Checker:
                 "it cannot also be searched.",
             )
         space = self.space(spec["space"], kind, cls, params)
-        cv = self.integer("search.cv", spec.get("cv", 5), minimum=2)
+        cv = self.cv(spec.get("cv", 5))
         scoring = spec.get("scoring")
         if scoring is not None and scoring not in get_scorer_names():
             self.fail(
@@ -601,6 +741,62 @@ class _Checker:
             result["random_state"] = random_state
         result["halving"] = halving
         return result
+
+    def cv(self, raw) -> int | CVSpec:
+        """Check ``search.cv``: a number of folds, or a splitter with options."""
+        example = "{kind: kfold, n_splits: 5, shuffle: true, random_state: 0}"
+        if not isinstance(raw, Mapping):
+            if isinstance(raw, bool) or not isinstance(raw, int) or raw < 2:
+                self.fail(
+                    "search.cv",
+                    f"expected an integer >= 2, got {_show(raw)}; or a splitter "
+                    f"such as {example}.",
+                )
+            return raw
+        if "kind" not in raw:
+            self.fail(
+                "search.cv.kind",
+                f"missing; name a splitter, one of {_names(SPLITTERS)} "
+                f"(as in {example}).",
+            )
+        kind = self.choice("search.cv.kind", raw["kind"], SPLITTERS)
+        cls = SPLITTERS[kind]
+        accepted = tuple(inspect.signature(cls).parameters)
+        options = self.mapping("search.cv", raw, ("kind", *accepted))
+        del options["kind"]
+        try:
+            cls(**options)
+        except (ValueError, TypeError) as exc:
+            self.fail("search.cv", f"{cls.__name__}{_show(options)} refused: {exc}")
+        n_splits = options.get("n_splits")
+        if n_splits is not None:
+            self.integer("search.cv.n_splits", n_splits, minimum=2)
+        return CVSpec(kind, options)
+
+    def cv_fits(self, cv, dataset: DatasetSpec, estimator: str) -> None:
+        """Cross-check the splitter with the dataset and the estimator."""
+        kind = cv.kind if isinstance(cv, CVSpec) else None
+        if kind in GROUP_SPLITTERS and dataset.groups is None:
+            self.fail(
+                "search.cv.kind",
+                f"{kind} splits by groups; name their column in dataset.groups.",
+            )
+        if dataset.groups is not None and kind not in GROUP_SPLITTERS:
+            self.fail(
+                "dataset.groups",
+                f"only used by a group splitter (search.cv.kind: "
+                f"{' or '.join(GROUP_SPLITTERS)}).",
+            )
+        if (
+            kind is not None
+            and kind.startswith("stratified")
+            and (estimator == "MLPRegressor")
+        ):
+            self.fail(
+                "search.cv.kind",
+                f"{kind} stratifies by class; MLPRegressor's target is a quantity: "
+                "use kfold or shuffle_split.",
+            )
 
     def halving(self, spec: dict, kind: str) -> dict:
         """Check the halving options (scikit-learn's defaults filled in)."""
@@ -779,7 +975,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     Parameters
     ----------
     path : str or Path
-        A YAML file (read with a safe loader).
+        A YAML file (read with a safe loader), or the name of a config shipped
+        with torchhpo (``seed_grid``; see :mod:`torchhpo.configs`), used when no
+        such file exists.
     overrides : sequence of str
         ``key.path=value`` settings applied to the file's contents before the
         checks (the value is read as YAML; missing sections are created). A
@@ -799,7 +997,13 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """
     source = Path(path)
     if not source.is_file():
-        raise ConfigError("", f"config file not found: {str(path)!r}.")
+        source = bundled_configs.find(str(path))
+        if source is None:
+            raise ConfigError(
+                "",
+                f"config file not found: {str(path)!r} "
+                f"({bundled_configs.suggest(str(path))}).",
+            )
     source = source.resolve()
     raw = apply_overrides(read_yaml(source), overrides, source)
     config = _Checker(source).config(raw)

@@ -1,16 +1,20 @@
 """Load a config's dataset: a bundled scikit-learn dataset, a CSV / Parquet / NPY
-file, or a scikit-learn generator; and read feature tables for ``torchhpo predict``.
+file, or a scikit-learn generator.
 
-Files are read without pickle (``numpy.load(allow_pickle=False)``). With
-``preprocessing: auto`` the features are a pandas DataFrame of the raw columns
-(CSV and Parquet read by pandas, missing cells as NaN, string columns as ``str``
-objects), which the run's ``ColumnTransformer`` encodes per fold; otherwise they
-are a float64 matrix (CSV read with the standard library, every feature numeric).
+CSV and Parquet files are read by pandas, ``.npy`` files without pickle
+(``numpy.load(allow_pickle=False)``). ``dataset.columns`` / ``dataset.drop``
+choose the feature columns and ``dataset.groups`` takes a column out as group
+labels. With ``preprocessing: auto`` the features are a DataFrame of the raw
+columns (missing cells as NaN, string columns as ``str`` objects), which the run's
+``ColumnTransformer`` encodes per fold, and a string column whose values are nearly
+all distinct (an identifier, free text) is warned about by name; otherwise they are
+a float64 matrix, every feature numeric.
 """
 
 from __future__ import annotations
 
-import csv
+import difflib
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.multiclass import type_of_target
 
+from . import _columns
 from ._config import (
     BUNDLED_DATASETS,
     REGRESSION_DATASETS,
@@ -43,6 +48,11 @@ class Dataset:
         Short name for messages (``digits``, ``houses.csv``).
     numeric, categorical : list of str
         The numeric and the string feature columns (``preprocessing: auto``).
+    groups : ndarray of shape (n_samples,) or None
+        Group labels for a group splitter (``dataset.groups``).
+    ignored : list of str
+        Columns of the data left out of the features (``dataset.drop``, the
+        columns ``dataset.columns`` does not keep, ``dataset.groups``).
     """
 
     X: Any
@@ -52,6 +62,8 @@ class Dataset:
     label: str
     numeric: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
+    groups: np.ndarray | None = None
+    ignored: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """Return ``digits: 1797 samples x 64 features, 10 classes``-style text."""
@@ -117,10 +129,10 @@ def load_dataset(
         )
     elif spec.file.suffix.lower() == ".npy":
         dataset = _load_npy(spec.file, spec.target, classification)
-    elif tabular or spec.file.suffix.lower() == ".parquet":
-        dataset = _load_table(spec.file, spec.target, classification, tabular)
     else:
-        dataset = _load_csv(spec.file, spec.target, classification)
+        dataset = _load_table(spec, classification, tabular)
+    if spec.file is None or spec.file.suffix.lower() == ".npy":
+        dataset = _select_array_columns(dataset, spec)
     if tabular:
         dataset = dataset.as_table()
     quantity = spec.name in REGRESSION_DATASETS or spec.synthetic == "make_regression"
@@ -187,76 +199,6 @@ def load_npy(path: Path) -> np.ndarray:
     return array
 
 
-def read_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    """Return the header and the cells (as strings) of a CSV file with a header row.
-
-    Raises
-    ------
-    ConfigError
-        If the file is empty or its rows differ in length from the header.
-    """
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.reader(handle) if row]
-    if len(rows) < 2:
-        raise ConfigError(
-            "dataset.file",
-            f"{path.name} needs a header row and at least one data row.",
-        )
-    header = [name.strip() for name in rows[0]]
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise ConfigError(
-                "dataset.file",
-                f"{path.name}, line {line}: {len(row)} cells, but the header has "
-                f"{len(header)} columns.",
-            )
-    return header, np.array(rows[1:], dtype=str)
-
-
-def numeric_columns(path: Path, header: list[str], cells: np.ndarray) -> np.ndarray:
-    """Return the cells as float64, naming the first non-numeric cell otherwise."""
-    try:
-        return cells.astype(np.float64)
-    except ValueError:
-        pass
-    for j, name in enumerate(header):
-        for i, cell in enumerate(cells[:, j]):
-            try:
-                float(cell)
-            except ValueError:
-                raise ConfigError(
-                    "dataset.file",
-                    f"{path.name}, line {i + 2}, column {name!r}: {str(cell)!r} "
-                    "is not a number; features must be numeric.",
-                ) from None
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _load_csv(path: Path, target: str | int, classification: bool) -> Dataset:
-    header, cells = read_csv(path)
-    if isinstance(target, str):
-        if target not in header:
-            raise ConfigError(
-                "dataset.target",
-                f"no column {target!r} in {path.name}; its columns are "
-                f"{', '.join(header)}.",
-            )
-        index = header.index(target)
-    else:
-        if not -len(header) <= target < len(header):
-            raise ConfigError(
-                "dataset.target",
-                f"column index {target} is out of range for {path.name}, which has "
-                f"{len(header)} columns.",
-            )
-        index = target % len(header)
-    features = [j for j in range(len(header)) if j != index]
-    names = [header[j] for j in features]
-    X = numeric_columns(path, names, cells[:, features])
-    y = _labels(cells[:, index], classification, header[index])
-    return Dataset(X, y, names, header[index], path.name)
-
-
 # -- tables (pandas) ----------------------------------------------------------------
 def _pandas():
     try:
@@ -269,7 +211,7 @@ def _pandas():
 
 
 def read_table(path: Path, key: str = "dataset.file"):
-    """Read a CSV (header row) or Parquet file into a DataFrame.
+    """Read a CSV (header row) or Parquet file into a DataFrame, with pandas.
 
     Missing cells (empty, ``NA``, ``nan``, ...) become NaN; column names are
     stripped of surrounding spaces.
@@ -279,24 +221,10 @@ def read_table(path: Path, key: str = "dataset.file"):
     ConfigError
         (under ``key``) if the file cannot be parsed, or Parquet has no reader.
     """
-    pd = _pandas()
     try:
-        if path.suffix.lower() == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, skipinitialspace=True)
-    except ImportError as exc:
-        raise ConfigError(
-            key,
-            f"reading {path.name} needs a Parquet engine for pandas: pip install "
-            "pyarrow (or 'torchhpo[parquet]').",
-        ) from exc
-    except (ValueError, OSError) as exc:
-        raise ConfigError(key, f"cannot read {path.name}: {exc}") from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    if len(frame) == 0:
-        raise ConfigError(key, f"{path.name} has no data rows.")
-    return frame.reset_index(drop=True)
+        return _columns.read_table(path)
+    except _columns.ColumnsError as exc:
+        raise ConfigError(key, str(exc)) from exc
 
 
 def numeric_frame(array: np.ndarray, names: list[str]):
@@ -322,7 +250,9 @@ def categorical_values(column) -> np.ndarray:
     )
 
 
-def _load_table(path: Path, target, classification: bool, tabular: bool) -> Dataset:
+def _load_table(spec: DatasetSpec, classification: bool, tabular: bool) -> Dataset:
+    """Read a CSV or Parquet file (pandas): target, groups, then the features."""
+    path, target = spec.file, spec.target
     frame = read_table(path)
     header = list(frame.columns)
     if isinstance(target, str):
@@ -341,29 +271,28 @@ def _load_table(path: Path, target, classification: bool, tabular: bool) -> Data
                 f"{len(header)} columns.",
             )
         name = header[target % len(header)]
-    column = frame[name]
-    missing = np.flatnonzero(np.asarray(column.isna()))
-    if len(missing):
-        rows = ", ".join(str(i + 2) for i in missing[:5])
-        raise ConfigError(
-            "dataset.target",
-            f"column {name!r} of {path.name} has {len(missing)} missing values "
-            f"(lines {rows}{' ...' if len(missing) > 5 else ''}); drop those rows "
-            "or fill them in.",
-        )
-    raw = np.asarray(column, dtype=object if not is_numeric_column(column) else None)
-    y = _labels(raw.astype(str) if raw.dtype == object else raw, classification, name)
+    y = _target(frame[name], classification, name, path)
     features = frame.drop(columns=[name])
-    names = list(features.columns)
+    groups = None
+    if spec.groups is not None:
+        _check_names("dataset.groups", [spec.groups], list(features.columns), path)
+        groups = _target(frame[spec.groups], True, spec.groups, path, "groups")
+        features = features.drop(columns=[spec.groups])
+    names = _selected(spec, list(features.columns), name, path.name)
+    ignored = [c for c in header if c not in names and c != name]
+    features = features[names]
     numeric = [c for c in names if is_numeric_column(features[c])]
     categorical = [c for c in names if c not in numeric]
     if not tabular:
         if categorical:
+            column = categorical[0]
+            line, value = _first_text(features[column])
             raise ConfigError(
                 "dataset.file",
-                f"{path.name}: column {categorical[0]!r} is not numeric; with "
-                "preprocessing: standardize or none every feature must be numeric "
-                "(preprocessing: auto one-hot encodes string columns).",
+                f"{path.name}, line {line}, column {column!r}: {value!r} is not a "
+                "number; with preprocessing: standardize or none every feature must "
+                "be numeric (preprocessing: auto one-hot encodes string columns; "
+                "dataset.drop leaves a column out).",
             )
         X = features.to_numpy(dtype=np.float64)
         holes = [c for j, c in enumerate(names) if np.isnan(X[:, j]).any()]
@@ -373,9 +302,115 @@ def _load_table(path: Path, target, classification: bool, tabular: bool) -> Data
                 f"{path.name}: column {holes[0]!r} has missing values; "
                 "preprocessing: auto imputes them.",
             )
-        return Dataset(X, y, names, name, path.name)
+        return Dataset(X, y, names, name, path.name, groups=groups, ignored=ignored)
+    _warn_identifiers(features, categorical, path.name)
     X = feature_frame(features, numeric, categorical)
-    return Dataset(X, y, names, name, path.name, numeric, categorical)
+    return Dataset(X, y, names, name, path.name, numeric, categorical, groups, ignored)
+
+
+def _target(column, classification: bool, name: str, path: Path, key="target"):
+    """Return a column as labels or numbers; refuse missing values, naming lines."""
+    missing = np.flatnonzero(np.asarray(column.isna()))
+    if len(missing):
+        rows = ", ".join(str(i + 2) for i in missing[:5])
+        raise ConfigError(
+            f"dataset.{key}",
+            f"column {name!r} of {path.name} has {len(missing)} missing values "
+            f"(lines {rows}{' ...' if len(missing) > 5 else ''}); drop those rows "
+            "or fill them in.",
+        )
+    raw = np.asarray(column, dtype=object if not is_numeric_column(column) else None)
+    return _labels(
+        raw.astype(str) if raw.dtype == object else raw, classification, name
+    )
+
+
+def _first_text(column) -> tuple[int, str]:
+    """Return the file line (after the header) and value of a column's first
+    non-number."""
+    for i, value in enumerate(column):
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                return i + 2, value
+        elif isinstance(value, bool | np.bool_):
+            return i + 2, str(value)
+    return 2, str(column.iloc[0])
+
+
+def _check_names(key: str, names, available: list[str], where: Path | str) -> None:
+    label = where.name if isinstance(where, Path) else where
+    for name in names:
+        if name not in available:
+            close = difflib.get_close_matches(name, available, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            shown = ", ".join(available[:12]) + (" ..." if len(available) > 12 else "")
+            raise ConfigError(
+                key, f"no column {name!r} in {label}{hint}; its columns are {shown}."
+            )
+
+
+def _selected(spec: DatasetSpec, names: list[str], target: str, label: str):
+    """Apply ``dataset.columns`` / ``dataset.drop`` to the feature names."""
+    for key, chosen in (("columns", spec.columns), ("drop", spec.drop)):
+        if chosen and target in chosen:
+            raise ConfigError(
+                f"dataset.{key}",
+                f"{target!r} is the target column (dataset.target), not a feature.",
+            )
+        if chosen and spec.groups in chosen:
+            raise ConfigError(
+                f"dataset.{key}",
+                f"{spec.groups!r} is the groups column (dataset.groups), not a "
+                "feature.",
+            )
+        _check_names(f"dataset.{key}", chosen or (), names, label)
+    if spec.columns is not None:
+        names = [n for n in names if n in spec.columns]
+    names = [n for n in names if n not in spec.drop]
+    if not names:
+        raise ConfigError(
+            "dataset.drop" if spec.drop else "dataset.columns",
+            f"leaves no feature column in {label}.",
+        )
+    return names
+
+
+def _select_array_columns(dataset: Dataset, spec: DatasetSpec) -> Dataset:
+    """Apply ``dataset.columns`` / ``dataset.drop`` to a matrix dataset."""
+    if spec.columns is None and not spec.drop:
+        return dataset
+    names = _selected(spec, dataset.feature_names, dataset.target_name, dataset.label)
+    index = [dataset.feature_names.index(n) for n in names]
+    ignored = [n for n in dataset.feature_names if n not in names]
+    return replace(dataset, X=dataset.X[:, index], feature_names=names, ignored=ignored)
+
+
+#: A string column whose distinct values are at least this share of its filled
+#: rows (and at least :data:`IDENTIFIER_MIN_VALUES` of them) is probably an
+#: identifier or free text: one-hot encoding it learns nothing that carries over.
+IDENTIFIER_SHARE = 0.9
+IDENTIFIER_MIN_VALUES = 10
+
+
+def _warn_identifiers(frame, categorical: list[str], label: str) -> None:
+    """Warn about string columns whose values are nearly all distinct."""
+    for column in categorical:
+        values = frame[column].dropna()
+        n_distinct = values.nunique()
+        if n_distinct >= IDENTIFIER_MIN_VALUES and n_distinct >= IDENTIFIER_SHARE * len(
+            values
+        ):
+            warnings.warn(
+                f"dataset: column {column!r} of {label} is text whose values are "
+                f"nearly all distinct ({n_distinct} of {len(values)} rows): an "
+                "identifier, free text or a date? preprocessing: auto one-hot "
+                f"encodes it into {n_distinct} columns that do not generalise; "
+                f"leave it out with dataset.drop: [{column}].",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 def feature_frame(frame, numeric: list[str], categorical: list[str]):

@@ -4,8 +4,9 @@
                              [--force] [--top N]
                              [--no-progress] [--no-plots]
                              [--checkpoint JOURNAL [--resume]]
-    torchhpo predict RUN_DIR DATA.csv [--out FILE] [--force]
+    torchhpo predict RUN_DIR DATA.csv [--out FILE] [--force] [--no-header]
     torchhpo export RUN_DIR --onnx FILE [--force]
+    torchhpo examples DIR [--force]
 
 Errors a user can fix (config, data, existing output) print one line,
 ``torchhpo: error: ...``, and exit with status 2; no traceback.
@@ -17,10 +18,12 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from .. import __version__
+from .. import configs as bundled_configs
 from ._config import ConfigError
 from ._export import ExportError, export_onnx
 from ._model_io import ModelFormatError
@@ -34,6 +37,7 @@ USER_ERRORS = (
     ModelFormatError,
     CommandError,
     ExportError,
+    FileExistsError,
 )
 
 
@@ -64,7 +68,14 @@ def _parser() -> argparse.ArgumentParser:
             "config.yaml, plots/)."
         ),
     )
-    run_parser.add_argument("config", help="the YAML config (see configs/)")
+    run_parser.add_argument(
+        "config",
+        help=(
+            "a YAML config file, or the name of a bundled one: "
+            f"{', '.join(bundled_configs.names())} ('torchhpo examples DIR' copies "
+            "them out)"
+        ),
+    )
     run_parser.add_argument(
         "overrides",
         nargs="*",
@@ -116,16 +127,28 @@ def _parser() -> argparse.ArgumentParser:
         help="predict with a run folder's best model",
         description=(
             "Load a run folder's saved model (no pickle) and write its predictions "
-            "for a CSV (header row; feature columns by name) or .npy file."
+            "for a CSV or Parquet file (the training columns by name, in any "
+            "order; a missing or extra column is an error) or a .npy file."
         ),
     )
     predict_parser.add_argument("run_dir", help="a run folder")
-    predict_parser.add_argument("data", help="a .csv or .npy file of features")
+    predict_parser.add_argument(
+        "data", help="a .csv, .parquet or .npy file of the training columns"
+    )
     predict_parser.add_argument(
         "--out", help="output CSV (default: <data>.predictions.csv next to the data)"
     )
     predict_parser.add_argument(
         "--force", action="store_true", help="overwrite the output file"
+    )
+    predict_parser.add_argument(
+        "--no-header",
+        action="store_true",
+        help=(
+            "the CSV has no header row: read every row as data, the columns in "
+            "training order (without it, a first row that looks like data is "
+            "refused)"
+        ),
     )
 
     export_parser = commands.add_parser(
@@ -144,6 +167,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     export_parser.add_argument(
         "--force", action="store_true", help="overwrite the ONNX file"
+    )
+    examples_parser = commands.add_parser(
+        "examples",
+        help="copy the bundled example configs and data files into a folder",
+        description=(
+            "Copy the example configs shipped with torchhpo (the seed's searches, "
+            "a tabular CSV) and their data files (data/, with new_digits.csv and "
+            "new_birds.csv to predict) into DIR, to read and edit."
+        ),
+    )
+    examples_parser.add_argument("dir", help="the folder to copy them into")
+    examples_parser.add_argument(
+        "--force", action="store_true", help="overwrite files that exist there"
     )
     return parser
 
@@ -186,6 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     resume=args.resume,
                     overrides=args.overrides,
                 )
+            elif args.command == "examples":
+                written = bundled_configs.copy_to(args.dir, force=args.force)
+                print(f"Copied {len(written)} files into {args.dir}:")
+                for path in written:
+                    print(f"  {path}")
+                print(f"Run one with: torchhpo run {Path(args.dir) / 'seed_grid.yaml'}")
             elif args.command == "export":
                 result = export_onnx(args.run_dir, args.onnx, force=args.force)
                 print(
@@ -194,7 +236,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"Inputs: {result.note}"
                 )
             else:
-                path = predict(args.run_dir, args.data, out=args.out, force=args.force)
+                path = predict(
+                    args.run_dir,
+                    args.data,
+                    out=args.out,
+                    force=args.force,
+                    header=not args.no_header,
+                )
                 print(f"Predictions written to {path}")
         except USER_ERRORS as error:
             print(f"torchhpo: error: {error}", file=sys.stderr)

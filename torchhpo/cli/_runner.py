@@ -24,18 +24,16 @@ from .. import __version__
 from .._device import resolve_device
 from ..search import CheckpointError
 from ._build import build_search, count_candidates
-from ._config import ConfigError, RunConfig, load_config
-from ._datasets import (
-    Dataset,
-    feature_frame,
-    is_numeric_column,
-    load_dataset,
-    load_npy,
-    numeric_columns,
-    numeric_frame,
-    read_csv,
-    read_table,
+from ._columns import (
+    COLUMNS_FILE,
+    ColumnRecord,
+    ColumnsError,
+    check_array,
+    load_record,
+    read_features,
 )
+from ._config import ConfigError, RunConfig, load_config
+from ._datasets import Dataset, feature_frame, load_dataset, load_npy, numeric_frame
 from ._model_io import load_model, load_model_info, save_model, split_model
 from ._plots import plots_available, write_plots
 from ._recorder import LossCurveRecorder
@@ -213,7 +211,7 @@ def _search(config: RunConfig, checkpoint, progress: bool, stdout: TextIO):
     device_used = resolve_device(config.params.get("device", "auto"))
     print(
         f"torchhpo {__version__}: {config.kind} search, "
-        f"{count_candidates(config)} candidates x {config.cv} folds of "
+        f"{count_candidates(config)} candidates x {config.n_splits} folds of "
         f"{config.estimator} ({inputs} inputs) on {dataset.describe()}; "
         f"device {device_used}",
         file=stdout,
@@ -262,6 +260,7 @@ def _write_run(
             },
         )
     )
+    run_folder.write_json(COLUMNS_FILE, ColumnRecord.from_dataset(dataset).to_json())
     run_folder.write_config(config)
     if plots and plots_available() and config.kind == "optuna":
         from ._optuna import write_plots as write_optuna_plots
@@ -305,86 +304,32 @@ def _check_checkpoint(checkpoint: str | Path | None, resume: bool) -> None:
 
 
 # -- predict ------------------------------------------------------------------------
-def _features(path: Path, feature_names: list[str], target: str | None) -> np.ndarray:
-    """Read the model's features from a CSV (by header name) or NPY file."""
-    n_features = len(feature_names)
-    if path.suffix.lower() == ".npy":
-        array = load_npy(path)
-        if array.shape[1] != n_features:
-            raise CommandError(
-                f"{path.name} has {array.shape[1]} columns; the model takes "
-                f"{n_features} features."
-            )
-        return array.astype(np.float64)
-    if path.suffix.lower() == ".parquet":
-        frame = read_table(path, key="data")
-        missing = [n for n in feature_names if n not in frame.columns]
-        if missing:
-            raise CommandError(
-                f"{path.name} lacks the model's feature columns {', '.join(missing)}."
-            )
-        return frame[feature_names].to_numpy(dtype=np.float64)
-    header, cells = read_csv(path)
-    if all(name in header for name in feature_names):
-        columns = [header.index(name) for name in feature_names]
-    else:
-        columns = [j for j, name in enumerate(header) if name != target]
-        if len(columns) != n_features:
-            missing = [n for n in feature_names if n not in header]
-            raise CommandError(
-                f"{path.name} lacks the model's feature columns "
-                f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''} and "
-                f"does not have {n_features} other columns to take in order."
-            )
-    names = [header[j] for j in columns]
-    return numeric_columns(path, names, cells[:, columns])
+def _features(data: Path, record: ColumnRecord, auto, header: bool):
+    """Read the features a saved model takes from ``data``, checked by column.
 
-
-def _table_features(path: Path, info: dict):
-    """Read the raw columns a ``preprocessing: auto`` model takes (CSV, Parquet).
-
-    The file must hold exactly the training feature columns (in any order), plus
-    the target column optionally; extra or missing columns are an error that
-    names them.
+    ``auto`` is the model's ``preprocessing: auto`` step (None for the other
+    modes): its model takes a DataFrame of raw columns (strings as ``str``
+    objects, holes allowed); the others a float64 matrix.
     """
-    try:
-        frame = read_table(path, key="data")
-    except ConfigError as error:
-        raise CommandError(error.message) from error
-    names = list(info["feature_names"])
-    target = info.get("target")
-    missing = [n for n in names if n not in frame.columns]
-    extra = [c for c in frame.columns if c not in names and c != target]
-    problems = []
-    if missing:
-        problems.append(f"lacks the model's columns {', '.join(map(repr, missing))}")
-    if extra:
-        problems.append(
-            f"has columns the model was not trained on {', '.join(map(repr, extra))}"
-        )
-    if problems:
-        raise CommandError(
-            f"{path.name} {' and '.join(problems)}; expected the columns "
-            f"{', '.join(names)} (the target column {target!r} may be present)."
-        )
-    numeric = list(info.get("numeric") or [])
-    for name in numeric:
-        if not is_numeric_column(frame[name]) and frame[name].notna().any():
-            bad = next(str(v) for v in frame[name].dropna() if not _is_number(str(v)))
+    if data.suffix.lower() == ".npy":
+        if auto is not None and auto.categorical:
             raise CommandError(
-                f"{path.name}, column {name!r}: {bad!r} is not a number; the model "
-                "was trained on this column as numeric."
+                "this model takes named raw columns, some of them strings "
+                "(preprocessing: auto); give a .csv or .parquet file with a header "
+                "row."
             )
-    categorical = [n for n in names if n not in numeric]
-    return feature_frame(frame, numeric, categorical)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+        try:
+            array = load_npy(data)
+        except ConfigError as error:
+            raise CommandError(error.message) from error
+        check_array(array, record, data.name)
+        if auto is not None:
+            return numeric_frame(array, record.names)
+        return array.astype(np.float64)
+    frame = read_features(data, record, header=header, holes=auto is not None)
+    if auto is not None:
+        return feature_frame(frame, auto.numeric, auto.categorical)
+    return frame.to_numpy(dtype=np.float64)
 
 
 def predict(
@@ -393,6 +338,7 @@ def predict(
     *,
     out: str | Path | None = None,
     force: bool = False,
+    header: bool = True,
 ) -> Path:
     """Predict with a run folder's saved model; write the predictions as CSV.
 
@@ -401,16 +347,20 @@ def predict(
     run_dir : str or Path
         A run folder written by :func:`run`.
     data : str or Path
-        A CSV file with a header row (the training feature names select and order
-        the columns; a target column, if present, is ignored; without those names,
-        the non-target columns are taken in order), or a 2-D ``.npy`` array of
-        features. For a ``preprocessing: auto`` model: a CSV or Parquet file with
-        the raw training columns by name (strings and missing cells allowed;
-        extra or missing columns are an error naming them).
+        A CSV file with a header row, or a Parquet file: exactly the training
+        columns, by name, in any order (they are put in training order; the target
+        column may be present and is ignored; a missing or extra column is an
+        error naming it). Or a 2-D ``.npy`` array of the features in training
+        order. See :mod:`~torchhpo.cli._columns`.
     out : str or Path, optional
         Output CSV; default ``<data file name>.predictions.csv`` next to ``data``.
     force : bool
         Overwrite an existing output file.
+    header : bool
+        Whether the CSV's first row is a header. A first row that names none of
+        the model's columns and holds a number is refused as probably data unless
+        ``header=False``, which reads every row as data, the columns in training
+        order.
 
     Returns
     -------
@@ -429,44 +379,26 @@ def predict(
     if out.exists() and not force:
         raise CommandError(f"{out} exists; pass --force to overwrite it.")
     model = load_model(run_dir)
-    info = load_model_info(run_dir)
+    record = load_record(run_dir, load_model_info(run_dir))
     preprocessing, _ = split_model(model)
-    if preprocessing is not None and preprocessing.kind == "auto":
-        if data.suffix.lower() != ".npy":
-            X = _table_features(data, info)
-        elif preprocessing.categorical:
-            raise CommandError(
-                "this model takes named raw columns, some of them strings "
-                "(preprocessing: auto); give a .csv or .parquet file with a header "
-                "row."
-            )
-        else:
-            array = load_npy(data)
-            names = list(info["feature_names"])
-            if array.shape[1] != len(names):
-                raise CommandError(
-                    f"{data.name} has {array.shape[1]} columns; the model takes "
-                    f"{len(names)} features."
-                )
-            X = numeric_frame(array, names)
-    else:
-        try:
-            X = _features(data, list(info["feature_names"]), info.get("target"))
-        except ConfigError as error:
-            raise CommandError(error.message) from error
+    auto = preprocessing if getattr(preprocessing, "kind", None) == "auto" else None
+    try:
+        X = _features(data, record, auto, header)
+    except ColumnsError as error:
+        raise CommandError(str(error)) from error
     predictions = np.asarray(model.predict(X))
     columns = [predictions.reshape(len(X), -1)]
-    header = (
+    names = (
         ["prediction"]
         if predictions.ndim == 1
         else [f"prediction_{j}" for j in range(predictions.shape[1])]
     )
     if is_classifier(model) and predictions.ndim == 1:
         columns.append(model.predict_proba(X))
-        header += [f"proba_{c}" for c in model.classes_]
+        names += [f"proba_{c}" for c in model.classes_]
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(header)
+        writer.writerow(names)
         for i in range(len(X)):
             row = []
             for block in columns:
