@@ -61,6 +61,7 @@ class BatchOptimizer:
         self.catch = tuple(catch) if isinstance(catch, Iterable) else (catch,)
         self.error_score = search.error_score
         self.epochs = search.max_iter if search.enable_pruning else None
+        self.trials_left = 0  # trials not asked yet (for the progress bar's total)
         self.kwargs = dict(
             scorer=search.scorer_,
             fit_params=fit_params,
@@ -92,7 +93,7 @@ class BatchOptimizer:
         study._stop_flag = False
         study._thread_local.in_optimize_loop = True  # study.stop() from callbacks
         try:
-            with parallel:
+            with parallel, self.scheduler.progress:
                 while not study._stop_flag:
                     if search.n_trials is not None and n_asked >= search.n_trials:
                         break
@@ -109,6 +110,8 @@ class BatchOptimizer:
                         for _ in range(size)
                     ]
                     n_asked += size
+                    if search.n_trials is not None:
+                        self.trials_left = search.n_trials - n_asked
                     self._run_batch(trials)
         finally:
             study._thread_local.in_optimize_loop = False
@@ -217,6 +220,7 @@ class BatchOptimizer:
                 [None] * (len(items) * self.n_splits),
                 partial_fit_epochs=self.epochs,
                 policy=policy,
+                progress_left=(self.trials_left * self.n_splits, None),
             )
         except Exception as exc:
             if len(items) == 1:
