@@ -49,9 +49,12 @@ class BatchOptimizer:
         The CV folds.
     fit_params : dict
         Parameters for the estimator's ``fit``.
+    n_done : int, default=0
+        Trials of ``n_trials`` already finished in the study (a resumed
+        ``checkpoint``).
     """
 
-    def __init__(self, search, X, y, splits, fit_params) -> None:
+    def __init__(self, search, X, y, splits, fit_params, n_done: int = 0) -> None:
         self.search = search
         self.study = search.study_
         self.X, self.y, self.splits = X, y, splits
@@ -62,6 +65,7 @@ class BatchOptimizer:
         self.error_score = search.error_score
         self.epochs = search.max_iter if search.enable_pruning else None
         self.trials_left = 0  # trials not asked yet (for the progress bar's total)
+        self.n_done = n_done
         self.kwargs = dict(
             scorer=search.scorer_,
             fit_params=fit_params,
@@ -80,7 +84,7 @@ class BatchOptimizer:
         search, study = self.search, self.study
         batch = search._batch_size(self.n_splits)
         start = time.monotonic()
-        n_asked = 0
+        n_asked = self.n_done
         parallel = Parallel(n_jobs=search.n_jobs, return_as="generator")
         self.scheduler = FusedScheduler(
             search,
