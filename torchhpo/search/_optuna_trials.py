@@ -97,7 +97,7 @@ class BatchOptimizer:
         study._stop_flag = False
         study._thread_local.in_optimize_loop = True  # study.stop() from callbacks
         try:
-            with parallel, self.scheduler.progress:
+            with parallel, self.scheduler:
                 while not study._stop_flag:
                     if search.n_trials is not None and n_asked >= search.n_trials:
                         break

@@ -52,8 +52,9 @@ from ._continuations import Continuations
 from ._device_scoring import score_models
 from ._estimators import FusedForm, fused_form
 from ._progress import SearchProgress, halving_left
-from ._replay import collect_convergence_warnings, replay_fit_and_score
+from ._replay import replay_fit_and_score
 from ._views import View, Views
+from ._warnings import ConvergenceNotes
 
 #: Makes the epoch policy of one engine call from its tasks' (candidate, fold).
 PolicyFactory = Callable[[list[tuple[int, int]]], EpochPolicy]
@@ -136,7 +137,10 @@ def _prepare(model: _Model, prototype: BaseMLP) -> None:
 
 
 class FusedScheduler:
-    """Evaluate candidates for one search ``fit``.
+    """Evaluate candidates for one search ``fit``; a context manager around it.
+
+    Leaving the context ends the search's progress bar and emits its
+    ConvergenceWarnings (once per message, for all its evaluations).
 
     Parameters
     ----------
@@ -181,8 +185,20 @@ class FusedScheduler:
         self.n_evaluated = 0  # candidates of earlier evaluate calls (journal index)
         self.partial_fit_epochs: int | None = None
         self.policy: PolicyFactory | None = None
-        #: The search's one bar, over every ``evaluate`` call; close it at the end.
+        #: The search's one bar, over every ``evaluate`` call.
         self.progress = SearchProgress(search.progress, type(search).__name__)
+        #: ConvergenceWarnings of every ``evaluate`` call, emitted once at the end;
+        #: halving on ``max_iter`` stops earlier iterations at max_iter by design.
+        self.convergence = ConvergenceNotes(last_only=continuations is not None)
+
+    def __enter__(self) -> FusedScheduler:
+        return self
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        """End the search: close its bar, then warn once per convergence message."""
+        self.progress.close()
+        if exc_type is None:
+            self.convergence.emit()
 
     # -- planning -----------------------------------------------------------------
     def _form(self, estimator) -> FusedForm | None:
@@ -456,9 +472,7 @@ class FusedScheduler:
         unrun = partial_fit_epochs - 1 if partial_fit_epochs else 0
         with self.progress.stage(total, len(results), left, unrun) as bar:
             self._train(fused, splits, bar)
-            collect_convergence_warnings(
-                lambda: self._apply(fused), n_models=len(results), stacklevel=4
-            )
+            self.convergence.collect(lambda: self._apply(fused), len(results))
             jobs = (
                 delayed(_fit_and_score)(
                     clone(base_estimator),
