@@ -5,7 +5,7 @@
                              [--no-progress] [--no-plots]
                              [--checkpoint JOURNAL [--resume]]
     torchhpo predict RUN_DIR DATA.csv [--out FILE] [--force]
-    torchhpo export RUN_DIR --onnx FILE [--force]
+    torchhpo export RUN_DIR --onnx FILE [--force] [--dtype float32|float64]
 
 Errors a user can fix (config, data, existing output) print one line,
 ``torchhpo: error: ...``, and exit with status 2; no traceback.
@@ -145,6 +145,12 @@ def _parser() -> argparse.ArgumentParser:
     export_parser.add_argument(
         "--force", action="store_true", help="overwrite the ONNX file"
     )
+    export_parser.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        help="the graph's input and weight dtype (default: the dtype the model "
+        "trained in, float32 unless its dtype parameter said otherwise)",
+    )
     return parser
 
 
@@ -187,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     overrides=args.overrides,
                 )
             elif args.command == "export":
-                result = export_onnx(args.run_dir, args.onnx, force=args.force)
+                result = export_onnx(
+                    args.run_dir, args.onnx, force=args.force, dtype=args.dtype
+                )
                 print(
                     f"ONNX model written to {result.path} (input X: "
                     f"{len(result.input_features)} columns; output {result.output}).\n"
