@@ -2,7 +2,7 @@
 
     torchhpo run CONFIG.yaml [KEY.PATH=VALUE ...] [--device D] [--out DIR]
                              [--force] [--top N]
-                             [--no-progress] [--no-plots]
+                             [--no-progress] [--no-plots] [--quiet]
                              [--checkpoint JOURNAL [--resume]]
     torchhpo predict RUN_DIR DATA.csv [--out FILE] [--force]
     torchhpo export RUN_DIR --onnx FILE [--force] [--dtype float32|float64]
@@ -14,6 +14,7 @@ Errors a user can fix (config, data, existing output) print one line,
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import warnings
 from collections.abc import Sequence
@@ -93,6 +94,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument(
         "--no-plots", action="store_true", help="do not write the PNG plots"
+    )
+    run_parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help=(
+            "print only the run folder's path: no progress bar, warnings, "
+            "leaderboard or summary (errors still print)"
+        ),
     )
     run_parser.add_argument(
         "--checkpoint",
@@ -176,22 +186,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = [a for a in extra if a not in late]
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    quiet = getattr(args, "quiet", False)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
+        if quiet:
+            warnings.simplefilter("ignore")
         try:
             if args.command == "run":
-                run(
+                result = run(
                     args.config,
                     out=args.out,
                     device=args.device,
                     force=args.force,
-                    progress=not args.no_progress,
+                    progress=not (args.no_progress or quiet),
                     plots=not args.no_plots,
                     top=args.top,
+                    stdout=io.StringIO() if quiet else None,
                     checkpoint=args.checkpoint,
                     resume=args.resume,
                     overrides=args.overrides,
                 )
+                if quiet:
+                    print(result.folder)
             elif args.command == "export":
                 result = export_onnx(
                     args.run_dir, args.onnx, force=args.force, dtype=args.dtype
