@@ -219,6 +219,10 @@ def run(
             "(pip install 'torchhpo[plots]').",
             file=stdout,
         )
+    if config.tracking:
+        from ._tracking import write_tracking
+
+        write_tracking(folder, config.tracking, search, fitted, recorder, dataset)
     run_folder.finish(
         {
             "torchhpo_version": __version__,
