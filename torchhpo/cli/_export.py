@@ -158,7 +158,9 @@ def graph_module(
         f"columns ({', '.join(preprocessing.categorical)}), which cannot enter a "
         "tensor graph. It takes the encoded features listed in the ONNX metadata "
         "'input_features' (numeric columns imputed and standardized, categories "
-        "one-hot encoded), as torchhpo's saved preprocessing produces them.",
+        "one-hot encoded), as torchhpo's saved preprocessing produces them: "
+        "torchhpo.cli.load_model(RUN)[:-1].transform(data), whose "
+        "get_feature_names_out() lists them.",
     )
 
 
