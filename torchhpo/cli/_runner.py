@@ -39,7 +39,7 @@ from ._datasets import (
 from ._model_io import load_model, load_model_info, save_model, split_model
 from ._plots import plots_available, write_plots
 from ._recorder import LossCurveRecorder
-from ._report import summary
+from ._report import plain_cv_results, summary
 from ._runs import RunFolder, check_out_dir
 
 
@@ -191,7 +191,7 @@ def run(
         search = TrialResults(search)  # one row per trial, scikit-learn's columns
 
     run_folder = RunFolder(folder, force).open()
-    run_folder.write_cv_results(search.cv_results_)
+    run_folder.write_cv_results(plain_cv_results(search.cv_results_))
     run_folder.write_best_params(search.best_params_)
     run_folder.add(
         *save_model(
