@@ -20,3 +20,22 @@ def test_quiet_prints_only_the_run_folder(tmp_path, capsys):
     printed = capsys.readouterr()
     assert "ConvergenceWarning" in printed.err
     assert "rank" in printed.out.lower()
+
+
+def test_quiet_optuna_run_prints_no_log_lines(tmp_path, capsys):
+    import pytest
+
+    pytest.importorskip("optuna")
+    config = tiny_config()
+    config["search"] = {
+        "kind": "optuna",
+        "space": {"alpha": {"loguniform": [1e-5, 1e-1]}},
+        "n_trials": 3,
+        "cv": 2,
+        "random_state": 0,
+    }
+    path = write_config(tmp_path / "o.yaml", config)
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--no-plots", "-q"]) == 0
+    printed = capsys.readouterr()
+    assert printed.out == f"{out}\n" and printed.err == ""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import sys
 import warnings
 from collections.abc import Sequence
@@ -191,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         if quiet:
             warnings.simplefilter("ignore")
+            logging.disable(logging.INFO)  # Optuna's "new study created", ...
         try:
             if args.command == "run":
                 result = run(
@@ -232,4 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             print(f"torchhpo: interrupted{hint}", file=sys.stderr)
             return 130
+        finally:
+            if quiet:
+                logging.disable(logging.NOTSET)
     return 0
