@@ -135,3 +135,18 @@ def test_optuna_run_writes_optunas_plots_with_integer_trials(tmp_path, figures):
     ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     assert all(float(t).is_integer() for t in ticks)
     assert ax.get_legend() is None and "completed trial" in _legend_texts(history)
+
+
+def test_continuous_only_scores_legend_names_only_what_is_drawn(tmp_path, figures):
+    _run(
+        tmp_path,
+        {
+            "kind": "random",
+            "space": {"alpha": {"loguniform": [1e-5, 1e-1]}},
+            "n_iter": 4,
+            "random_state": 0,
+        },
+    )
+    legend = _legend_texts(figures[0])
+    assert "a candidate" in legend and "best candidate" in legend
+    assert "best candidate with this value" not in legend

@@ -80,8 +80,11 @@ def _log_ticks(ax, values: np.ndarray) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def _scores_legend(figure, halving_iterations: list[str] | None) -> None:
-    """One legend for the figure's colours, below the panels."""
+def _scores_legend(
+    figure, halving_iterations: list[str] | None, per_value: bool
+) -> None:
+    """One legend for the figure's colours, below the panels (``per_value``: a
+    panel of listed values highlights the best candidate per value)."""
     from matplotlib.lines import Line2D
 
     handles = []
@@ -91,13 +94,14 @@ def _scores_legend(figure, halving_iterations: list[str] | None) -> None:
                 [], [], ls="", marker="o", ms=4, color=CANDIDATE, label="a candidate"
             )
         )
+    if halving_iterations is None and per_value:
         handles.append(
             Line2D(
                 [], [], ls="", marker="o", ms=7, color=BEST_PER_VALUE,
                 label="best candidate with this value",
             )
         )  # fmt: skip
-    else:
+    if halving_iterations is not None:
         for colour, label in zip(_iteration_colours(len(halving_iterations)),
                                  halving_iterations, strict=True):  # fmt: skip
             handles.append(
@@ -187,7 +191,10 @@ def plot_scores_by_param(
         title += ", by halving iteration (scores of different iterations used "
         title += "different resources)"
     figure.suptitle(title)
-    _scores_legend(figure, labels)
+    listed = any(
+        not isinstance(config.space[plain_name(n)], Distribution) for n in names
+    )
+    _scores_legend(figure, labels, listed)
     figure.savefig(path)
     return path
 
