@@ -186,3 +186,18 @@ def test_bar_is_throttled_when_stderr_is_a_log(digits, bars, monkeypatch):
     _searches()["grid"].fit(X, y)
     (bar,) = bars
     assert bar.options["mininterval"] >= 30
+
+
+def test_interrupted_search_leaves_its_bar_where_it_stopped(digits, bars, monkeypatch):
+    import torchhpo.search._scheduler as scheduler_module
+
+    def interrupted(*args, **kwargs):
+        kwargs["on_epochs"](5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scheduler_module, "train_models", interrupted)
+    X, y = digits
+    with pytest.raises(KeyboardInterrupt):
+        _searches()["grid"].fit(X, y)
+    (bar,) = bars
+    assert bar.closed and bar.n == 5 and bar.total > 5

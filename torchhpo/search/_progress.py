@@ -120,24 +120,28 @@ class SearchProgress:
         stage = Stage(self, total, unrun_per_model)
         try:
             yield stage
-        finally:
-            stage.fill()
-            self._counted += total
+        except BaseException:
+            self._counted += stage.shown  # an error or Ctrl-C: as far as it got
+            raise
+        stage.fill()
+        self._counted += total
 
-    def close(self) -> None:
-        """End the bar at 100 %, with the final postfix."""
+    def close(self, complete: bool = True) -> None:
+        """End the bar: at 100 % when the search ``complete``-d, with the final
+        postfix; else where it stopped (an error, Ctrl-C)."""
         if self.bar is None:
             return
         if not self.bar.disable:
             self._postfix()
-        self.bar.total = self._counted
+        if complete:
+            self.bar.total = self._counted
         self.bar.close()
 
     def __enter__(self) -> SearchProgress:
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc_info) -> None:
+        self.close(complete=exc_type is None)
 
     def _postfix(self) -> None:
         text = f"fits={self.finished}/{self.n_fits}"

@@ -196,7 +196,7 @@ class FusedScheduler:
 
     def __exit__(self, exc_type, *exc_info) -> None:
         """End the search: close its bar, then warn once per convergence message."""
-        self.progress.close()
+        self.progress.close(complete=exc_type is None)
         if exc_type is None:
             self.convergence.emit()
 
