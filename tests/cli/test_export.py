@@ -44,7 +44,7 @@ def _run(tmp_path, **sections):
 @pytest.mark.parametrize("preprocessing", ["standardize", "none"])
 def test_raw_columns_with_standardization_folded(exporters, tmp_path, preprocessing):
     result = _run(tmp_path, preprocessing=preprocessing)
-    exported = export_onnx(result.folder, tmp_path / "m.onnx")
+    exported = export_onnx(result.folder, tmp_path / "m.onnx", dtype="float64")
     assert exported.raw_inputs
     assert exported.input_features == result.dataset.feature_names
     X = load_iris().data
@@ -55,7 +55,7 @@ def test_raw_columns_with_standardization_folded(exporters, tmp_path, preprocess
 
 def test_auto_numeric_only_takes_raw_columns_with_nan(exporters, tmp_path):
     result = _run(tmp_path, preprocessing="auto")
-    exported = export_onnx(result.folder, tmp_path / "m.onnx")
+    exported = export_onnx(result.folder, tmp_path / "m.onnx", dtype="float64")
     assert exported.raw_inputs and "median imputation" in exported.note
     X = load_iris().data.copy()
     X[::7, 2] = np.nan
@@ -71,7 +71,7 @@ def test_auto_with_categories_takes_encoded_features_and_says_so(exporters, tmp_
     config["search"]["space"] = {"hidden_layer_sizes": [[6]]}
     path = write_config(tmp_path / "p.yaml", config)
     result = run(path, out=tmp_path / "run", progress=False, plots=False)
-    exported = export_onnx(result.folder, tmp_path / "m.onnx")
+    exported = export_onnx(result.folder, tmp_path / "m.onnx", dtype="float64")
     assert not exported.raw_inputs
     assert "does NOT include the preprocessing" in exported.note
     assert "island_Dream" in exported.input_features
@@ -94,7 +94,7 @@ def test_regressor_output_is_predict(exporters, tmp_path):
     config["search"].update(space={"hidden_layer_sizes": [[6]]}, scoring="r2")
     path = write_config(tmp_path / "r.yaml", config)
     result = run(path, out=tmp_path / "run", progress=False, plots=False)
-    exported = export_onnx(result.folder, tmp_path / "m.onnx")
+    exported = export_onnx(result.folder, tmp_path / "m.onnx", dtype="float64")
     session = _session(exported.path)
     assert [o.name for o in session.get_outputs()] == ["prediction"]
     X = result.dataset.X
@@ -119,3 +119,23 @@ def test_missing_exporter_is_named(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # import fails
     with pytest.raises(ExportError, match=r"needs the packages onnx and onnxscript"):
         export_onnx(result.folder, tmp_path / "m.onnx")
+
+
+def test_default_graph_is_the_training_dtype_in_one_file(exporters, tmp_path, capsys):
+    result = _run(tmp_path)  # dtype's default: trained in float32
+    folder = tmp_path / "onnx"
+    exported = export_onnx(result.folder, folder / "m.onnx")
+    assert sorted(p.name for p in folder.iterdir()) == ["m.onnx"]  # no m.onnx.data
+    X = load_iris().data
+    (out,) = _session(exported.path).run(None, {"X": X.astype(np.float32)})
+    assert out.dtype == np.float32
+    assert_allclose(out, load_model(result.folder).predict_proba(X), atol=1e-5)
+    wide = tmp_path / "wide.onnx"
+    assert (
+        main(["export", str(result.folder), "--onnx", str(wide), "--dtype", "float64"])
+        == 0
+    )
+    (out64,) = _session(wide).run(None, {"X": X})
+    assert out64.dtype == np.float64
+    with pytest.raises(ExportError, match="--dtype"):
+        export_onnx(result.folder, tmp_path / "h.onnx", dtype="float16")

@@ -54,7 +54,7 @@ def test_optuna_run_writes_trials_and_plots_and_continues(tmp_path):
     assert "Leaderboard" in text
     header, rows = read_cv_results(tmp_path / "run" / "cv_results.csv")
     assert header[:3] == ["number", "state", "pruned_at_epoch"]
-    assert "rank_test_score" in header and "param_mlp__alpha" in header
+    assert "rank_test_score" in header and "param_alpha" in header
     assert len(rows) == 4
     for name in ("optimization_history.png", "intermediate_values.png"):
         assert (tmp_path / "run" / "plots" / name).is_file()

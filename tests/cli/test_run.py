@@ -13,6 +13,7 @@ from safetensors.numpy import load_file
 from sklearn.datasets import load_iris
 
 from torchhpo.cli import load_config, load_model, main, run
+from torchhpo.cli._report import plain_cv_results
 from torchhpo.cli._runs import RunFolderExists, read_cv_results
 
 from .conftest import tiny_config, write_config
@@ -53,7 +54,8 @@ def test_run_folder_is_complete(iris_run):
 def test_csv_holds_cv_results(iris_run):
     results = iris_run.search.cv_results_
     header, rows = read_cv_results(iris_run.folder / "cv_results.csv")
-    assert header == list(results)
+    # The config's parameter names, as the leaderboard and best_params.json.
+    assert header == [k.replace("param_mlp__", "param_") for k in results]
     assert len(rows) == len(results["params"])
     column = {name: [row[j] for row in rows] for j, name in enumerate(header)}
     for key in ("mean_test_score", "std_test_score", "split0_test_score"):
@@ -62,9 +64,11 @@ def test_csv_holds_cv_results(iris_run):
         results["rank_test_score"]
     )
     for cell, params in zip(column["params"], results["params"], strict=True):
-        assert json.loads(cell) == {k: _plain(v) for k, v in params.items()}
+        assert json.loads(cell) == {
+            k.removeprefix("mlp__"): _plain(v) for k, v in params.items()
+        }
     for cell, value in zip(
-        column["param_mlp__hidden_layer_sizes"],
+        column["param_hidden_layer_sizes"],
         results["param_mlp__hidden_layer_sizes"],
         strict=True,
     ):
@@ -176,7 +180,7 @@ def test_command_line_end_to_end(iris_run, tiny_config_path, tmp_path):
 
     # The same config gives the same results as the in-process run.
     header, rows = read_cv_results(out / "cv_results.csv")
-    assert header == list(iris_run.search.cv_results_)
+    assert header == list(plain_cv_results(iris_run.search.cv_results_))
     assert json.loads((out / "best_params.json").read_text()) == json.loads(
         (iris_run.folder / "best_params.json").read_text()
     )

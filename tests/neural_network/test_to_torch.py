@@ -206,3 +206,36 @@ def test_onnx_round_trip(kind, tmp_path):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (out,) = session.run(None, {"X": X_})
     assert_allclose(out, _expected(model, X_), rtol=1e-10, atol=1e-12)
+
+
+@QUIET
+def test_module_takes_the_dtype_the_model_trained_in():
+    # float64 X, float32 training (dtype's default): coefs_ are float64 as
+    # scikit-learn's rule says, the module is float32 as the training was.
+    model = th.MLPClassifier(hidden_layer_sizes=(7,), max_iter=20, random_state=0)
+    model.fit(X, Y_MULTI)
+    assert model.coefs_[0].dtype == np.float64
+    module = model.to_torch(device="cpu")
+    assert all(p.dtype == torch.float32 for p in module.parameters())
+    with torch.no_grad():
+        out = module(torch.from_numpy(X.astype(np.float32))).numpy()
+    assert_allclose(out, model.predict_proba(X), rtol=1e-5, atol=1e-6)
+    wide = model.to_torch(device="cpu", dtype="float64")
+    assert all(p.dtype == torch.float64 for p in wide.parameters())
+    assert all(
+        p.dtype == torch.float64
+        for p in model.to_torch(device="cpu", dtype=torch.float64).parameters()
+    )
+    with pytest.raises(ValueError, match="'dtype' parameter"):
+        model.to_torch(dtype="float16")
+
+
+@QUIET
+def test_scikit_learn_models_keep_their_dtype():
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from torchhpo.neural_network import to_torch_module
+
+    model = SkMLP(hidden_layer_sizes=(7,), max_iter=20, random_state=0).fit(X, Y_MULTI)
+    module = to_torch_module(model, device="cpu")
+    assert all(p.dtype == torch.float64 for p in module.parameters())

@@ -443,8 +443,9 @@ def test_bad_spaces_are_rejected(digits, name, make, match):
 
 def test_checks_before_training(digits):
     X, y = digits
-    with pytest.raises(ValueError, match="record is the study"):
-        OptunaSearchCV(_mlp(), SPACE, checkpoint="x.jsonl").fit(X, y)
+    with pytest.raises(ValueError, match="or a study, not both"):
+        study = optuna.create_study(direction="maximize")
+        OptunaSearchCV(_mlp(), SPACE, checkpoint="x.jsonl", study=study).fit(X, y)
     with pytest.raises(ValueError, match="must support partial_fit"):
         OptunaSearchCV(
             make_pipeline(StandardScaler(), LogisticRegression()),

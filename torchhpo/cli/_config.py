@@ -39,6 +39,7 @@ been written in the file.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -315,6 +316,11 @@ class RunConfig:
     optuna : dict or None
         An Optuna search's options (``n_trials``, ``sampler``, ``pruner``,
         ``max_iter``, ``timeout``, ``storage``, ``study_name``).
+    tracking : dict
+        Where the run is also recorded (:mod:`~torchhpo.cli._tracking`):
+        ``tensorboard`` (a log folder, or True for ``<run folder>/tensorboard``),
+        ``mlflow`` (True: the search logged to the current MLflow tracking URI),
+        ``top`` (candidates whose loss curves are written, 5).
     overrides : tuple of str
         The command line's ``key.path=value`` overrides applied to the file.
     """
@@ -334,6 +340,7 @@ class RunConfig:
     halving: dict = field(default_factory=dict)
     optuna: dict | None = None
     overrides: tuple[str, ...] = ()
+    tracking: dict = field(default_factory=dict)
 
     @property
     def estimator_class(self) -> type:
@@ -388,6 +395,8 @@ class RunConfig:
             },
             search=search,
         )
+        if self.tracking:
+            config["tracking"] = dict(self.tracking)
         return config
 
 
@@ -479,7 +488,14 @@ class _Checker:
         top = self.mapping(
             "",
             raw,
-            ("description", "dataset", "preprocessing", "estimator", "search"),
+            (
+                "description",
+                "dataset",
+                "preprocessing",
+                "estimator",
+                "search",
+                "tracking",
+            ),
             ("dataset", "estimator", "search"),
         )
         description = top.get("description")
@@ -500,8 +516,39 @@ class _Checker:
             estimator=estimator,
             params=params,
             description=description,
+            tracking=self.tracking(top.get("tracking")),
             **search,
         )
+
+    def tracking(self, raw) -> dict:
+        """The ``tracking`` section; a tool that is not installed fails here."""
+        if raw is None:
+            return {}
+        spec = self.mapping("tracking", raw, ("tensorboard", "mlflow", "top"))
+        out: dict[str, Any] = {}
+        board = spec.get("tensorboard", False)
+        if not isinstance(board, bool | str) or board == "":
+            self.fail(
+                "tracking.tensorboard",
+                f"expected true, false or a folder, got {_show(board)}.",
+            )
+        if board is not False:
+            out["tensorboard"] = board
+        use_mlflow = spec.get("mlflow", False)
+        if not isinstance(use_mlflow, bool):
+            self.fail(
+                "tracking.mlflow", f"expected true or false, got {_show(use_mlflow)}."
+            )
+        if use_mlflow:
+            out["mlflow"] = True
+        out["top"] = self.integer("tracking.top", spec.get("top", 5), minimum=1)
+        for key, module in (("tensorboard", "tensorboard"), ("mlflow", "mlflow")):
+            if key in out and importlib.util.find_spec(module) is None:
+                self.fail(
+                    f"tracking.{key}",
+                    f"needs the {module} package: pip install 'torchhpo[tracking]'.",
+                )
+        return out if len(out) > 1 else {}
 
     def dataset(self, raw) -> DatasetSpec:
         if isinstance(raw, str):

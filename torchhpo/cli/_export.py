@@ -13,9 +13,12 @@ much of the run's preprocessing put in front of it as a tensor graph can hold:
   graph takes the *encoded* features (the names in the ONNX metadata,
   ``input_features``), and the export says so: impute and one-hot encode first.
 
-The graph's input is ``X`` (``(n_samples, n_features)``, the model's dtype), its
-output ``probabilities`` (classifier: ``predict_proba``; the class labels are in
-the metadata, ``classes``) or ``prediction`` (regressor: ``predict``).
+The graph's input is ``X`` (``(n_samples, n_features)``, in the dtype the model
+trained in, float32 by default, or ``--dtype``), its output ``probabilities``
+(classifier: ``predict_proba``; the class labels are in the metadata, ``classes``)
+or ``prediction`` (regressor: ``predict``). The weights are stored inside the one
+``.onnx`` file (no ``.onnx.data`` beside it): an MLP is far below the 2 GB protobuf
+limit that makes ONNX keep weights in an external file.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import torch
 from sklearn.base import is_classifier
 from torch import nn
 
+from ..neural_network import to_torch_module
 from ._model_io import load_model, load_model_info, split_model
 
 
@@ -104,13 +108,17 @@ def fold_standardization(
     return module
 
 
-def graph_module(estimator) -> tuple[nn.Module, list[str] | None, str]:
+def graph_module(
+    estimator, dtype: str | torch.dtype | None = None
+) -> tuple[nn.Module, list[str] | None, str]:
     """Return the module to export, its input names if encoded, and a note.
 
     Parameters
     ----------
     estimator : MLP or Pipeline
         A model as :func:`~torchhpo.cli.load_model` returns it.
+    dtype : {"float32", "float64"} or torch.dtype, optional
+        The graph's dtype; default: the dtype the model trained in.
 
     Returns
     -------
@@ -122,7 +130,7 @@ def graph_module(estimator) -> tuple[nn.Module, list[str] | None, str]:
         What the graph covers.
     """
     preprocessing, mlp = split_model(estimator)
-    module = mlp.to_torch(device="cpu").eval()
+    module = to_torch_module(mlp, device="cpu", dtype=dtype).eval()
     if preprocessing is None:
         return module, None, "the graph takes the raw feature columns."
     kind = preprocessing.kind
@@ -150,12 +158,18 @@ def graph_module(estimator) -> tuple[nn.Module, list[str] | None, str]:
         f"columns ({', '.join(preprocessing.categorical)}), which cannot enter a "
         "tensor graph. It takes the encoded features listed in the ONNX metadata "
         "'input_features' (numeric columns imputed and standardized, categories "
-        "one-hot encoded), as torchhpo's saved preprocessing produces them.",
+        "one-hot encoded), as torchhpo's saved preprocessing produces them: "
+        "torchhpo.cli.load_model(RUN)[:-1].transform(data), whose "
+        "get_feature_names_out() lists them.",
     )
 
 
 def export_onnx(
-    run_dir: str | Path, out: str | Path, *, force: bool = False
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    force: bool = False,
+    dtype: str | torch.dtype | None = None,
 ) -> ExportResult:
     """Export a run folder's best model to an ONNX file.
 
@@ -167,6 +181,9 @@ def export_onnx(
         The ONNX file to write.
     force : bool
         Overwrite an existing file.
+    dtype : {"float32", "float64"} or torch.dtype, optional
+        The graph's input and weight dtype; default: the dtype the model trained
+        in (float32 unless its ``dtype`` parameter said otherwise).
 
     Returns
     -------
@@ -193,7 +210,10 @@ def export_onnx(
         ) from exc
     estimator = load_model(run_dir)
     info = load_model_info(run_dir)
-    module, encoded, note = graph_module(estimator)
+    try:
+        module, encoded, note = graph_module(estimator, dtype)
+    except ValueError as error:  # a dtype that is not float32 / float64
+        raise ExportError(str(error).replace("'dtype' parameter", "--dtype")) from error
     features = encoded if encoded is not None else list(info.get("feature_names", []))
     _, mlp = split_model(estimator)
     dtype = next(module.parameters()).dtype
@@ -225,5 +245,5 @@ def export_onnx(
         metadata["classes"] = json.dumps(np.asarray(mlp.classes_).tolist())
     program.model.metadata_props.update(metadata)
     out.parent.mkdir(parents=True, exist_ok=True)
-    program.save(str(out))
+    program.save(str(out), external_data=False)
     return ExportResult(out, output, features, encoded is None, note)

@@ -2,10 +2,10 @@
 
     torchhpo run CONFIG.yaml [KEY.PATH=VALUE ...] [--device D] [--out DIR]
                              [--force] [--top N]
-                             [--no-progress] [--no-plots]
+                             [--no-progress] [--no-plots] [--quiet]
                              [--checkpoint JOURNAL [--resume]]
     torchhpo predict RUN_DIR DATA.csv [--out FILE] [--force] [--no-header]
-    torchhpo export RUN_DIR --onnx FILE [--force]
+    torchhpo export RUN_DIR --onnx FILE [--force] [--dtype float32|float64]
     torchhpo examples DIR [--force]
 
 Errors a user can fix (config, data, existing output) print one line,
@@ -15,6 +15,8 @@ Errors a user can fix (config, data, existing output) print one line,
 from __future__ import annotations
 
 import argparse
+import io
+import logging
 import sys
 import warnings
 from collections.abc import Sequence
@@ -106,6 +108,15 @@ def _parser() -> argparse.ArgumentParser:
         "--no-plots", action="store_true", help="do not write the PNG plots"
     )
     run_parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help=(
+            "print only the run folder's path: no progress bar, warnings, "
+            "leaderboard or summary (errors still print)"
+        ),
+    )
+    run_parser.add_argument(
         "--checkpoint",
         metavar="JOURNAL",
         help=(
@@ -168,6 +179,12 @@ def _parser() -> argparse.ArgumentParser:
     export_parser.add_argument(
         "--force", action="store_true", help="overwrite the ONNX file"
     )
+    export_parser.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        help="the graph's input and weight dtype (default: the dtype the model "
+        "trained in, float32 unless its dtype parameter said otherwise)",
+    )
     examples_parser = commands.add_parser(
         "examples",
         help="copy the bundled example configs and data files into a folder",
@@ -206,22 +223,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = [a for a in extra if a not in late]
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    quiet = getattr(args, "quiet", False)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
+        if quiet:
+            warnings.simplefilter("ignore")
+            logging.disable(logging.INFO)  # Optuna's "new study created", ...
         try:
             if args.command == "run":
-                run(
+                result = run(
                     args.config,
                     out=args.out,
                     device=args.device,
                     force=args.force,
-                    progress=not args.no_progress,
+                    progress=not (args.no_progress or quiet),
                     plots=not args.no_plots,
                     top=args.top,
+                    stdout=io.StringIO() if quiet else None,
                     checkpoint=args.checkpoint,
                     resume=args.resume,
                     overrides=args.overrides,
                 )
+                if quiet:
+                    print(result.folder)
             elif args.command == "examples":
                 written = bundled_configs.copy_to(args.dir, force=args.force)
                 print(f"Copied {len(written)} files into {args.dir}:")
@@ -229,7 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"  {path}")
                 print(f"Run one with: torchhpo run {Path(args.dir) / 'seed_grid.yaml'}")
             elif args.command == "export":
-                result = export_onnx(args.run_dir, args.onnx, force=args.force)
+                result = export_onnx(
+                    args.run_dir, args.onnx, force=args.force, dtype=args.dtype
+                )
                 print(
                     f"ONNX model written to {result.path} (input X: "
                     f"{len(result.input_features)} columns; output {result.output}).\n"
@@ -256,4 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             print(f"torchhpo: interrupted{hint}", file=sys.stderr)
             return 130
+        finally:
+            if quiet:
+                logging.disable(logging.NOTSET)
     return 0

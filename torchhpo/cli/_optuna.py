@@ -226,7 +226,7 @@ class TrialResults:
 
 def write_plots(folder: Path, results: TrialResults) -> list[Path]:
     """Write the optimization history and the intermediate values; return paths."""
-    from ._plots import _figure
+    from ._plots import _figure, integer_trial_axis, optuna_study_plots
 
     folder.mkdir(parents=True, exist_ok=True)
     trials = results.trials
@@ -251,8 +251,9 @@ def write_plots(folder: Path, results: TrialResults) -> list[Path]:
     ax.set_xlabel("trial")
     ax.set_ylabel("objective (mean CV test score)")
     ax.set_title("Optimization history")
+    integer_trial_axis(ax)
     if done or pruned:
-        ax.legend(loc="lower right")
+        figure.legend(loc="outside lower center", ncols=3, frameon=False)
     figure.savefig(paths[0])
 
     figure = _figure(7.0, 4.2)
@@ -278,4 +279,4 @@ def write_plots(folder: Path, results: TrialResults) -> list[Path]:
         else "No intermediate values (pruning off)"
     )
     figure.savefig(paths[1])
-    return paths
+    return paths + optuna_study_plots(folder, results.search.study_)

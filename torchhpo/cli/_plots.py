@@ -2,15 +2,17 @@
 
 * ``scores_by_param.png``: for each searched parameter, the mean CV test score of
   every candidate against its value, with ± one standard deviation over folds as
-  bars; the best candidate per value is drawn in colour, the overall best starred.
+  bars; the best candidate per value is drawn in colour, the overall best starred,
+  and a legend names the colours. A halving search's rows are coloured by
+  iteration, side by side per value (their scores used different resources).
 * ``loss_curves.png``: the best candidate's training loss per epoch on each CV fold
   (the fold models the search scored, recorded as it scored them), and the refit on
   all the data.
-* ``time_per_pack.png``: training time per pack. The search reports each model's
-  share of its pack's time, not pack timings, so the bars sum those shares over
-  the models of one architecture (models of equal shapes are the ones that train
-  together, as one pack or, past the engine's pack-size cap, a few); the title
-  says so.
+* ``time_per_pack.png``: training time by network shape. Models of equal layer
+  sizes train together (one pack or, past the engine's pack-size cap, a few); each
+  bar sums their fit times (each model's share of its pack's time). Packs of
+  different shapes may train at once, so the bars can add up to more than the
+  search's wall time (the dashed line); the plot says so when they do.
 * ``rungs.png`` (halving searches): each candidate's mean CV test score against the
   resource of every iteration it reached, on a log axis; the candidates of the last
   iteration drawn in colour, the best starred.
@@ -56,7 +58,70 @@ def _figure(width: float, height: float):
 def _label(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
+    if isinstance(value, tuple | list):  # layer sizes, as the config writes them
+        return "[" + ", ".join(str(v) for v in value) + "]"
     return str(value)
+
+
+#: Colours of the scores plot, named in its legend.
+CANDIDATE, BEST_PER_VALUE, BEST = "0.55", "tab:blue", "tab:red"
+
+
+def _log_ticks(ax, values: np.ndarray) -> None:
+    """Readable ticks on a log x axis: 1-2-5 steps over less than two decades,
+    plain numbers, no labelled minor ticks."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    finite = values[np.isfinite(values) & (values > 0)]
+    if len(finite) and np.log10(finite.max() / finite.min()) < 2:
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _scores_legend(
+    figure, halving_iterations: list[str] | None, per_value: bool
+) -> None:
+    """One legend for the figure's colours, below the panels (``per_value``: a
+    panel of listed values highlights the best candidate per value)."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    if halving_iterations is None:
+        handles.append(
+            Line2D(
+                [], [], ls="", marker="o", ms=4, color=CANDIDATE, label="a candidate"
+            )
+        )
+    if halving_iterations is None and per_value:
+        handles.append(
+            Line2D(
+                [], [], ls="", marker="o", ms=7, color=BEST_PER_VALUE,
+                label="best candidate with this value",
+            )
+        )  # fmt: skip
+    if halving_iterations is not None:
+        for colour, label in zip(_iteration_colours(len(halving_iterations)),
+                                 halving_iterations, strict=True):  # fmt: skip
+            handles.append(
+                Line2D([], [], ls="", marker="o", ms=5, color=colour, label=label)
+            )
+    handles.append(
+        Line2D([], [], ls="", marker="*", ms=12, color=BEST, label="best candidate")
+    )
+    handles.append(Line2D([], [], color="0.6", lw=1, label="± std over the CV folds"))
+    figure.legend(
+        handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
+        fontsize=8, frameon=False,
+    )  # fmt: skip
+
+
+def _iteration_colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(0.85 * i / max(n - 1, 1)) for i in range(n)]
 
 
 def describe_params(params: dict) -> str:
@@ -82,44 +147,95 @@ def plot_scores_by_param(
     """
     means = np.asarray(cv_results["mean_test_score"], dtype=float)
     stds = np.asarray(cv_results["std_test_score"], dtype=float)
-    best = int(np.nanargmax(means)) if np.isfinite(means).any() else None
+    best = _best_index(cv_results, means)
+    iterations = _iterations(cv_results)
     n_cols = min(3, len(names))
     n_rows = math.ceil(len(names) / n_cols)
-    figure = _figure(4.4 * n_cols, 3.6 * n_rows + 0.5)
+    figure = _figure(4.4 * n_cols, 3.6 * n_rows + 1.0)
     axes = figure.subplots(n_rows, n_cols, squeeze=False).ravel()
     for ax, name in zip(axes, names, strict=False):
         values = list(cv_results[f"param_{name}"])
         written = config.space[plain_name(name)]
         if isinstance(written, Distribution):
             x = np.asarray(values, dtype=float)
-            ax.errorbar(
-                x, means, yerr=stds, fmt="o", ms=4, color="tab:blue",
-                ecolor="0.6", elinewidth=1, capsize=2, alpha=0.85,
-            )  # fmt: skip
+            colours = _point_colours(iterations, len(x))
+            for colour in dict.fromkeys(colours):
+                rows = [i for i, c in enumerate(colours) if c == colour]
+                ax.errorbar(
+                    x[rows], means[rows], yerr=stds[rows], fmt="o", ms=4,
+                    color=colour, ecolor="0.6", elinewidth=1, capsize=2, alpha=0.85,
+                )  # fmt: skip
             if written.kind == "loguniform":
-                ax.set_xscale("log")
+                _log_ticks(ax, x)
             if best is not None:
-                ax.plot(x[best], means[best], "*", ms=14, color="tab:red", zorder=5)
+                ax.plot(x[best], means[best], "*", ms=14, color=BEST, zorder=5)
         else:
             order = [_label(v) for v in written]
-            _categorical(ax, values, order, means, stds, best)
-        ax.set_title(plain_name(name))
-        ax.set_ylabel(f"mean test {config.scoring or 'score'}")
+            _categorical(ax, values, order, means, stds, best, iterations)
+        ax.set_xlabel(plain_name(name))
+        ax.set_ylabel(f"mean CV test {config.scoring or 'score'}")
         ax.grid(True, axis="y", alpha=0.3)
     for ax in axes[len(names) :]:
         ax.set_visible(False)
     n_splits = sum(key.startswith("split") for key in cv_results if "_test_" in key)
-    figure.suptitle(
-        f"Mean CV test {config.scoring or 'score'} per parameter value "
-        f"(bars: ± std over {n_splits} folds; ★ best candidate)"
+    title = (
+        f"Mean CV test {config.scoring or 'score'} of each candidate ({n_splits} folds)"
     )
+    labels = None
+    if iterations is not None:
+        resource = plain_name(config.halving.get("resource", "n_samples"))
+        labels = [
+            f"iteration {k} ({resource} {r})"
+            for k, r in _iteration_resources(cv_results)
+        ]
+        title += ", by halving iteration (scores of different iterations used "
+        title += "different resources)"
+    figure.suptitle(title)
+    listed = any(
+        not isinstance(config.space[plain_name(n)], Distribution) for n in names
+    )
+    _scores_legend(figure, labels, listed)
     figure.savefig(path)
     return path
 
 
-def _categorical(ax, values: list, order: list[str], means, stds, best) -> None:
+def _iterations(cv_results: dict) -> np.ndarray | None:
+    """Each row's halving iteration, or None for other searches."""
+    if "iter" not in cv_results:
+        return None
+    return np.asarray(cv_results["iter"], dtype=int)
+
+
+def _iteration_resources(cv_results: dict) -> list[tuple[int, int]]:
+    pairs = dict(zip(cv_results["iter"], cv_results["n_resources"], strict=True))
+    return sorted((int(k), int(r)) for k, r in pairs.items())
+
+
+def _point_colours(iterations: np.ndarray | None, n: int) -> list:
+    if iterations is None:
+        return [CANDIDATE] * n
+    palette = _iteration_colours(int(iterations.max()) + 1)
+    return [palette[k] for k in iterations]
+
+
+def _best_index(cv_results: dict, means: np.ndarray) -> int | None:
+    """The best candidate (halving: the best of the last iteration, as
+    scikit-learn's ``best_index_``)."""
+    finite = np.isfinite(means)
+    iterations = _iterations(cv_results)
+    if iterations is not None:
+        finite &= iterations == iterations.max()
+    if not finite.any():
+        return None
+    return int(np.flatnonzero(finite)[np.argmax(means[finite])])
+
+
+def _categorical(
+    ax, values: list, order: list[str], means, stds, best, iterations=None
+) -> None:
     """Candidates at their value's position (jittered, values in the config's
-    order); per value, the best in colour."""
+    order); per value, the best in colour. Halving: one colour per iteration,
+    each iteration's points side by side, in order."""
     present = {_label(v) for v in values}
     labels = [label for label in dict.fromkeys(order) if label in present]
     position = {label: i for i, label in enumerate(labels)}
@@ -127,13 +243,24 @@ def _categorical(ax, values: list, order: list[str], means, stds, best) -> None:
     offsets = np.zeros(len(values))
     for i in range(len(labels)):
         members = np.flatnonzero(slots == i)
+        if iterations is not None:
+            members = members[np.argsort(iterations[members], kind="stable")]
         if len(members) > 1:
-            offsets[members] = np.linspace(-0.25, 0.25, len(members))
+            offsets[members] = np.linspace(-0.3, 0.3, len(members))
     x = slots + offsets
-    ax.errorbar(
-        x, means, yerr=stds, fmt="o", ms=4, color="0.55", ecolor="0.75",
-        elinewidth=1, capsize=2,
-    )  # fmt: skip
+    colours = _point_colours(iterations, len(values))
+    for colour in dict.fromkeys(colours):
+        rows = [i for i, c in enumerate(colours) if c == colour]
+        ax.errorbar(
+            x[rows], means[rows], yerr=stds[rows], fmt="o", ms=4, color=colour,
+            ecolor="0.75", elinewidth=1, capsize=2,
+        )  # fmt: skip
+    if iterations is not None:
+        if best is not None:
+            ax.plot(x[best], means[best], "*", ms=14, color=BEST, zorder=5)
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_xlim(-0.6, len(labels) - 0.4)
+        return
     for i in range(len(labels)):
         members = np.flatnonzero(slots == i)
         finite = members[np.isfinite(means[members])]
@@ -141,11 +268,11 @@ def _categorical(ax, values: list, order: list[str], means, stds, best) -> None:
             continue
         top = finite[np.argmax(means[finite])]
         ax.errorbar(
-            x[top], means[top], yerr=stds[top], fmt="o", ms=7, color="tab:blue",
-            ecolor="tab:blue", elinewidth=2, capsize=4, zorder=4,
+            x[top], means[top], yerr=stds[top], fmt="o", ms=7, color=BEST_PER_VALUE,
+            ecolor=BEST_PER_VALUE, elinewidth=2, capsize=4, zorder=4,
         )  # fmt: skip
     if best is not None:
-        ax.plot(x[best], means[best], "*", ms=14, color="tab:red", zorder=5)
+        ax.plot(x[best], means[best], "*", ms=14, color=BEST, zorder=5)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_xlim(-0.6, len(labels) - 0.4)
 
@@ -226,7 +353,7 @@ def pack_groups(cv_results: dict, config: RunConfig) -> dict[str, list[int]]:
     fixed = config.estimator_class(**config.params).get_params()
     for i, params in enumerate(cv_results["params"]):
         plain = {**fixed, **{plain_name(k): v for k, v in params.items()}}
-        label = str(tuple(np.atleast_1d(plain["hidden_layer_sizes"]).tolist()))
+        label = _label(tuple(np.atleast_1d(plain["hidden_layer_sizes"]).tolist()))
         if "batch_size" in config.space:
             label += f"\nbatch {plain['batch_size']}"
         if plain["solver"] == "lbfgs":
@@ -242,18 +369,20 @@ def plot_time_per_pack(
     path: Path,
     search_seconds: float | None = None,
 ) -> Path:
-    """Bar chart of training seconds per pack, from ``cv_results_`` fit times.
+    """Bar chart of training seconds per network shape, from ``cv_results_``.
 
-    Each bar sums ``mean_fit_time x n_splits`` (every model's share of its pack's
-    time) over the candidates of one architecture. On a CPU, packs train
-    concurrently on worker threads, so the bars may add up to more than the
-    search's wall time, drawn as a dashed line when given.
+    Models of equal layer sizes are the ones that train together (in packs), so
+    each bar sums ``mean_fit_time x n_splits`` (every model's share of its pack's
+    time) over the candidates of one shape. Packs of different shapes may train
+    at the same time (CPU worker threads, several GPUs), so the bars can add up
+    to more than the search's wall time, drawn as a dashed line when given; the
+    plot says so when they do.
     """
     groups = pack_groups(cv_results, config)
     fit = np.asarray(cv_results["mean_fit_time"], dtype=float) * n_splits
     labels = list(groups)
-    seconds = [float(fit[members].sum()) for members in groups.values()]
-    figure = _figure(max(5.0, 1.6 * len(labels) + 2.5), 4.6)
+    seconds = [float(np.nansum(fit[members])) for members in groups.values()]
+    figure = _figure(max(5.5, 1.6 * len(labels) + 2.5), 4.8)
     ax = figure.subplots()
     bars = ax.bar(range(len(labels)), seconds, color="tab:green", width=0.6)
     for bar, members, value in zip(bars, groups.values(), seconds, strict=True):
@@ -262,23 +391,29 @@ def plot_time_per_pack(
             (bar.get_x() + bar.get_width() / 2, bar.get_height()),
             ha="center", va="bottom", fontsize=8,
         )  # fmt: skip
-    ax.set_xticks(range(len(labels)), [f"hidden {lab}" for lab in labels])
+    ax.set_xticks(range(len(labels)), [f"layers {lab}" for lab in labels])
+    ax.set_xlabel("network shape (hidden layer sizes)")
     ax.set_ylabel("training time (s)")
-    top = max([*seconds, search_seconds or 0.0]) * 1.25 or 1.0
+    top = max([*seconds, search_seconds or 0.0]) * 1.3 or 1.0
+    note = ""
     if search_seconds is not None:
         ax.axhline(search_seconds, color="0.3", ls="--", lw=1)
         ax.annotate(
-            f"whole search, wall clock: {search_seconds:.2f} s "
-            "(packs may train concurrently)",
+            f"search wall time: {search_seconds:.2f} s",
             (0.01, search_seconds), xycoords=("axes fraction", "data"),
             va="bottom", fontsize=8, color="0.3",
         )  # fmt: skip
+        if sum(seconds) > search_seconds:
+            note = (
+                "\nThe bars add up to more than the wall time: packs of\n"
+                "different shapes trained at the same time."
+            )
     ax.set_ylim(0, top)
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title(
-        "Training time per architecture (its models train together in packs)\n"
-        "sum of each model's share of its pack's time, from cv_results_ fit "
-        "times:\nthe search reports no per-pack timings of its own",
+        "Training time by network shape\n"
+        "Models with the same layer sizes train together;\n"
+        "a bar is their summed training time." + note,
         fontsize=9,
     )
     figure.savefig(path)
@@ -384,3 +519,69 @@ def plot_rungs(cv_results: dict, search, path: Path) -> Path:
     ax.legend(loc="lower right", fontsize=8)
     figure.savefig(path)
     return path
+
+
+# -- Optuna runs ------------------------------------------------------------------
+#: Optuna's own plots written for an Optuna run (when Optuna can draw them).
+OPTUNA_STUDY_FILES = ("param_importances.png", "slice.png")
+
+
+def integer_trial_axis(ax) -> None:
+    """Trial numbers as integer ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def optuna_study_plots(folder: Path, study) -> list[Path]:
+    """Write Optuna's parameter-importance and slice plots of ``study``.
+
+    ``optuna.visualization.matplotlib`` draws through pyplot; each figure is
+    closed once written. Importances need two completed trials and a parameter
+    that varies: without them that plot is skipped (the others are still
+    written).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as optuna_plots
+
+    written = []
+    draws = {
+        OPTUNA_STUDY_FILES[0]: optuna_plots.plot_param_importances,
+        OPTUNA_STUDY_FILES[1]: optuna_plots.plot_slice,
+    }
+    for name, draw in draws.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning
+            try:
+                drawn = draw(study)
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                plt.close("all")
+                continue
+        axes = np.atleast_1d(drawn).ravel()
+        for ax in axes:
+            _plain_labels(ax)
+        figure = axes[0].figure
+        figure.set_dpi(_DPI)
+        figure.savefig(folder / name, bbox_inches="tight")
+        plt.close(figure)
+        written.append(folder / name)
+    return written
+
+
+def _plain_labels(ax) -> None:
+    """Config names (``alpha``) where Optuna's plots show the study's
+    (``mlp__alpha``)."""
+    ax.set_xlabel(plain_name(ax.get_xlabel()))
+    labels = [plain_name(t.get_text()) for t in ax.get_yticklabels()]
+    if any(labels):
+        ax.set_yticks(ax.get_yticks(), labels)

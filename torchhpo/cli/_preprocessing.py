@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -81,9 +82,13 @@ def auto_preprocessor(numeric: list[str], categorical: list[str]) -> ColumnTrans
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
 
 
-@dataclass
-class FittedPreprocessing:
+@dataclass(eq=False, repr=False)
+class FittedPreprocessing(TransformerMixin, BaseEstimator):
     """A fitted preprocessing step as plain statistics; applies them like the step.
+
+    A scikit-learn transformer (``transform``, ``get_feature_names_out``, tags),
+    fitted from the start: a loaded model's ``model[:-1].transform(X)`` gives the
+    features its MLP takes, and ``model[:-1].get_feature_names_out()`` their names.
 
     Attributes
     ----------
@@ -168,6 +173,43 @@ class FittedPreprocessing:
     def fit(self, X, y=None) -> FittedPreprocessing:
         """Return self: the statistics are already fitted."""
         return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    @property
+    def n_features_in_(self) -> int:
+        """Number of input columns the step reads."""
+        if self.kind == "standardize":
+            return len(self.mean if self.mean is not None else self.scale)
+        return len(self.columns)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the output features.
+
+        Parameters
+        ----------
+        input_features : array-like of str, optional
+            ``standardize``: the input column names (default ``x0, x1, ...``, as
+            scikit-learn names columns it was not told); ``auto``: ignored (the
+            step knows its columns).
+
+        Returns
+        -------
+        ndarray of str
+            ``standardize``: the input names; ``auto``: the numeric columns, then
+            ``column_category`` per one-hot category (:meth:`encoded_names`).
+        """
+        if self.kind == "auto":
+            return np.asarray(self.encoded_names(), dtype=object)
+        if input_features is None:
+            input_features = [f"x{i}" for i in range(self.n_features_in_)]
+        if len(input_features) != self.n_features_in_:
+            raise ValueError(
+                f"input_features should have length equal to number of features "
+                f"({self.n_features_in_}), got {len(input_features)}"
+            )
+        return np.asarray(input_features, dtype=object)
 
     def transform(self, X) -> np.ndarray:
         """Apply the fitted statistics as the scikit-learn step would.

@@ -13,6 +13,41 @@ def _value(value) -> str:
     return str(value)
 
 
+def plain_cv_results(cv_results: dict) -> dict:
+    """Return ``cv_results_`` in the config's parameter names, for the run folder.
+
+    ``param_mlp__alpha`` becomes ``param_alpha`` and each ``params`` dict is keyed
+    ``alpha``: the names of the config, the leaderboard and ``best_params.json``.
+    """
+    out = {}
+    for key, values in cv_results.items():
+        if key.startswith("param_"):
+            key = "param_" + plain_name(key.removeprefix("param_"))
+        elif key == "params":
+            values = [{plain_name(k): v for k, v in p.items()} for p in values]
+        out[key] = values
+    return out
+
+
+def _rank_within_iteration(cv_results: dict) -> np.ndarray:
+    """Each row's rank among the rows of its halving iteration (1: best score).
+
+    scikit-learn ranks a halving search's rows over all iterations, so the best
+    candidate of the last iteration can hold rank 4 behind rows scored with fewer
+    resources; the leaderboard ranks each iteration on its own.
+    """
+    from scipy.stats import rankdata
+
+    iters = np.asarray(cv_results["iter"])
+    means = np.asarray(cv_results["mean_test_score"], dtype=float)
+    ranks = np.empty(len(means), dtype=int)
+    for k in np.unique(iters):
+        rows = np.flatnonzero(iters == k)
+        key = np.where(np.isfinite(means[rows]), -means[rows], np.inf)
+        ranks[rows] = rankdata(key, method="min").astype(int)
+    return ranks
+
+
 def leaderboard(cv_results: dict, *, top: int = 5, scoring: str | None = None) -> str:
     """Return a table of the ``top`` candidates by rank.
 
@@ -31,13 +66,19 @@ def leaderboard(cv_results: dict, *, top: int = 5, scoring: str | None = None) -
     ranks = np.asarray(cv_results["rank_test_score"])
     halving = "iter" in cv_results
     if halving:
-        # Candidates that reached the furthest iteration first, then by rank.
+        # Candidates that reached the furthest iteration first, then by their
+        # rank within their iteration.
+        ranks = _rank_within_iteration(cv_results)
         iters = np.asarray(cv_results["iter"])
         order = np.lexsort((np.arange(len(ranks)), ranks, -iters))[:top]
     else:
         order = np.lexsort((np.arange(len(ranks)), ranks))[:top]
     names = [k.removeprefix("param_") for k in cv_results if k.startswith("param_")]
-    header = ["rank", f"{scoring or 'score'} (mean ± std)", "fit time"]
+    header = [
+        "rank in iter" if halving else "rank",
+        f"{scoring or 'score'} (mean ± std)",
+        "fit time",
+    ]
     if halving:
         header += ["iter", "resources"]
     header += [plain_name(n) for n in names]

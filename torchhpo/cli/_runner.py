@@ -37,7 +37,7 @@ from ._datasets import Dataset, feature_frame, load_dataset, load_npy, numeric_f
 from ._model_io import load_model, load_model_info, save_model, split_model
 from ._plots import plots_available, write_plots
 from ._recorder import LossCurveRecorder
-from ._report import summary
+from ._report import plain_cv_results, summary
 from ._runs import RunFolder
 
 
@@ -162,6 +162,7 @@ def run(
             run_folder,
             config=config,
             dataset=dataset,
+            fitted=fitted,
             search=search,
             recorder=recorder,
             seconds=seconds,
@@ -232,11 +233,13 @@ def _search(config: RunConfig, checkpoint, progress: bool, stdout: TextIO):
     return fitted, search, config, dataset, recorder, seconds, started
 
 
+
 def _write_run(
     run_folder: RunFolder,
     *,
     config: RunConfig,
     dataset: Dataset,
+    fitted,
     search,
     recorder: LossCurveRecorder,
     seconds: float,
@@ -246,7 +249,7 @@ def _write_run(
     """Write the run folder's files (staged, then moved into place)."""
     run_folder.open()
     folder = run_folder.root
-    run_folder.write_cv_results(search.cv_results_)
+    run_folder.write_cv_results(plain_cv_results(search.cv_results_))
     run_folder.write_best_params(search.best_params_)
     run_folder.add(
         *save_model(
@@ -269,6 +272,14 @@ def _write_run(
     elif plots and plots_available():
         plots_folder = folder / "plots"
         run_folder.add(*write_plots(plots_folder, search, config, recorder, seconds))
+    if config.tracking:
+        from ._tracking import write_tracking
+
+        written = write_tracking(
+            folder, config.tracking, search, fitted, recorder, dataset
+        )
+        # TensorBoard logs inside the run folder move into place with it.
+        run_folder.add(*(p for p in written if Path(p).is_relative_to(folder)))
     run_folder.finish(
         {
             "torchhpo_version": __version__,

@@ -506,13 +506,18 @@ class BaseMLP(BaseEstimator, ABC):
             est._optimizer = optimizer
         return est
 
-    def to_torch(self, device: str | torch.device | None = None) -> torch.nn.Module:
+    def to_torch(
+        self,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> torch.nn.Module:
         """Return a ``torch.nn.Module`` holding this model's weights.
 
         Its forward pass gives ``predict_proba``'s output (classifier; two columns
         for a binary model, as ``predict_proba``) or ``predict``'s (regressor). It
         is a ``torch.nn.Sequential`` of ``nn.Linear`` layers and torch activations
-        in the dtype of ``coefs_``: it trains further with any torch optimizer and
+        in the dtype the model trained in (``dtype``, float32 by default, whatever
+        the dtype of ``coefs_``): it trains further with any torch optimizer and
         exports with ``torch.export`` and ``torch.onnx.export``. For a Pipeline,
         call it on the MLP step (``pipe[-1].to_torch()``): the module takes the
         preprocessed features; the earlier steps are not part of it.
@@ -521,13 +526,15 @@ class BaseMLP(BaseEstimator, ABC):
         ----------
         device : str or torch.device, optional
             Where the module's parameters live; default: this model's ``device``.
+        dtype : {"float32", "float64"} or torch.dtype, optional
+            The module's dtype; default: the dtype the model trained in.
 
         Returns
         -------
         torch.nn.Sequential
             A copy of the weights; training it leaves this model unchanged.
         """
-        return to_torch_module(self, device)
+        return to_torch_module(self, device, dtype)
 
     def _sklearn_optimizer(self, params: list[np.ndarray]):
         """Return this model's optimizer state as scikit-learn's optimizer object.

@@ -2,7 +2,10 @@
 
 The module is a ``torch.nn.Sequential`` of ``nn.Linear`` layers and torch's own
 activation modules, holding copies of the fitted ``coefs_`` / ``intercepts_`` in
-their dtype. Its forward pass is scikit-learn's ``_forward_pass_fast`` followed by
+the dtype the model trained in (:func:`trained_dtype`: a torchhpo model's
+``dtype`` parameter, float32 by default, although ``coefs_`` follow scikit-learn's
+rule and are float64 for float64 ``X``), so a float32 tensor feeds it as it fed
+training. Its forward pass is scikit-learn's ``_forward_pass_fast`` followed by
 what ``predict_proba`` (classifier) or ``predict`` (regressor) do with it:
 
 * multiclass: a softmax over the classes, one column per class of ``classes_``;
@@ -27,7 +30,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .._device import resolve_device
+from .._device import resolve_device, resolve_dtype
 
 
 class Exp(nn.Module):
@@ -51,12 +54,28 @@ def _linear(coef: np.ndarray, intercept: np.ndarray, dtype, device) -> nn.Linear
     fan_in, fan_out = coef.shape
     layer = nn.Linear(fan_in, fan_out, dtype=dtype, device=device)
     with torch.no_grad():
-        layer.weight.copy_(torch.as_tensor(np.ascontiguousarray(coef.T)))
-        layer.bias.copy_(torch.as_tensor(np.asarray(intercept)))
+        layer.weight.copy_(torch.as_tensor(np.ascontiguousarray(coef.T)).to(dtype))
+        layer.bias.copy_(torch.as_tensor(np.asarray(intercept)).to(dtype))
     return layer
 
 
-def to_torch_module(estimator, device: str | torch.device | None = None) -> nn.Module:
+def trained_dtype(estimator) -> torch.dtype:
+    """Return the dtype ``estimator`` trained in.
+
+    A torchhpo MLP's ``dtype`` parameter (``"float32"`` by default); for a
+    scikit-learn MLP, which trains in the dtype of ``X``, that of its ``coefs_``.
+    """
+    dtype = getattr(estimator, "dtype", None)
+    if dtype is not None:
+        return resolve_dtype(dtype)
+    return torch.from_numpy(np.asarray(estimator.coefs_[0])[:0]).dtype
+
+
+def to_torch_module(
+    estimator,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> nn.Module:
     """Return a fitted MLP as a ``torch.nn.Sequential`` giving its predictions.
 
     Parameters
@@ -68,11 +87,14 @@ def to_torch_module(estimator, device: str | torch.device | None = None) -> nn.M
         Where the module's parameters live. Default: the estimator's ``device``
         parameter (``"auto"``: CUDA when available), or the CPU for an estimator
         without one.
+    dtype : {"float32", "float64"} or torch.dtype, optional
+        The module's dtype. Default: the dtype the model trained in
+        (:func:`trained_dtype`).
 
     Returns
     -------
     torch.nn.Sequential
-        ``nn.Linear`` layers and activations in the dtype of ``coefs_``. Its
+        ``nn.Linear`` layers and activations in ``dtype``. Its
         forward pass maps a ``(n_samples, n_features)`` tensor to
         ``predict_proba``'s output (classifier) or ``predict``'s (regressor).
         The module is in training mode with gradients enabled: any torch
@@ -90,7 +112,7 @@ def to_torch_module(estimator, device: str | torch.device | None = None) -> nn.M
     device = resolve_device(device)
     coefs = [np.asarray(c) for c in estimator.coefs_]
     intercepts = [np.asarray(b) for b in estimator.intercepts_]
-    dtype = torch.from_numpy(coefs[0][:0]).dtype
+    dtype = trained_dtype(estimator) if dtype is None else resolve_dtype(dtype)
     layers: list[nn.Module] = []
     for coef, intercept in zip(coefs[:-1], intercepts[:-1], strict=True):
         layers.append(_linear(coef, intercept, dtype, device))

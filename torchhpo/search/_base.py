@@ -169,7 +169,7 @@ class BaseSearchCV(_SklearnBaseSearchCV):
             continuations=self._continuations(),
         )
         results = {}
-        with parallel, _closing(journal):
+        with parallel, _closing(journal), scheduler:
             all_candidate_params = []
             all_out = []
             all_more_results = defaultdict(list)

@@ -139,7 +139,9 @@ class OptunaSearchCV(BaseEstimator):
     timeout : float or None, default=None
         Seconds after which no new batch is started.
     verbose : int, default=0
-        Log level of this search's messages (1: info, 2: debug).
+        Log level of this search's messages (1: info, 2: debug). Optuna's own
+        INFO lines (one per trial) are shown only with ``verbose >= 1``; at 0
+        Optuna logs warnings only, for the duration of ``fit``.
     callbacks : list of callable, default=None
         Called as ``callback(study, frozen_trial)`` after each trial is told.
     catch : exception class or iterable of them, default=()
@@ -149,11 +151,14 @@ class OptunaSearchCV(BaseEstimator):
         torchhpo options, as in :class:`~torchhpo.GridSearchCV` (pruning needs
         ``backend="local"``). Fit times are each model's share of its pack's
         time, as there.
-    checkpoint : None
-        Not supported: the study's storage is this search's record. Pass
-        ``study=optuna.create_study(storage="sqlite:///search.db",
-        study_name=..., direction="maximize", load_if_exists=True)`` instead; any
-        other value raises ``ValueError`` at ``fit``.
+    checkpoint : str or path-like, default=None
+        A file in which the search's study records every trial as it ends
+        (Optuna's ``JournalStorage``; not with ``study``). A killed search
+        fitted again with the same ``checkpoint`` continues its study: trials
+        that finished are kept, trials the kill interrupted are marked ``FAIL``,
+        and only the trials missing from ``n_trials`` run. The sampler continues
+        from the recorded trials, so the trials after the resume differ from
+        those an uninterrupted run would have asked (same in distribution).
     trials_per_batch : int or None, default=None
         Trials asked from the study at once. None chooses from the device: on a
         CPU, enough trials to fill one pack of ``CPU_PACK_SIZE`` models per
@@ -411,13 +416,12 @@ class OptunaSearchCV(BaseEstimator):
             raise ValueError(f"max_iter must be > 0, got {self.max_iter}.")
         if self.study is not None and self.study.direction != StudyDirection.MAXIMIZE:
             raise ValueError("direction of study must be 'maximize'.")
-        if self.checkpoint is not None:
+        if self.checkpoint is not None and self.study is not None:
             raise ValueError(
-                f"OptunaSearchCV does not take checkpoint={self.checkpoint!r}: its "
-                "record is the study. To continue a killed search, pass a study with "
-                "storage, e.g. optuna.create_study(storage='sqlite:///search.db', "
-                "study_name='search', direction='maximize', load_if_exists=True), "
-                "and fit again with the remaining n_trials."
+                f"OptunaSearchCV takes checkpoint={self.checkpoint!r} or a study, not "
+                "both: the checkpoint is the storage of the study it creates. Give "
+                "the study its own storage (e.g. storage='sqlite:///search.db', "
+                "load_if_exists=True) to continue it instead."
             )
         if self.trials_per_batch is not None and (
             not isinstance(self.trials_per_batch, numbers.Integral)
@@ -491,6 +495,10 @@ class OptunaSearchCV(BaseEstimator):
             if self.verbose > 0
             else logging.WARNING
         )
+        # Optuna's own INFO line per trial (and per new study) only with verbose.
+        old_optuna_level = optuna.logging.get_verbosity()
+        if self.verbose < 1:
+            optuna.logging.set_verbosity(max(old_optuna_level, logging.WARNING))
         try:
             self.sample_indices_ = np.arange(n_samples)
             if isinstance(max_samples, float):
@@ -509,22 +517,30 @@ class OptunaSearchCV(BaseEstimator):
             self.n_splits_ = cv.get_n_splits(X_res, y_res, groups=groups_res)
             self.scorer_ = check_scoring(self.estimator, scoring=self.scoring)
             self._warn_about_epoch_scores()
+            n_done = 0
             if self.study is None:
                 seed = random_state.randint(0, np.iinfo("int32").max)
                 sampler = optuna.samplers.TPESampler(seed=seed)
-                self.study_ = optuna.create_study(direction="maximize", sampler=sampler)
+                self.study_ = optuna.create_study(
+                    direction="maximize",
+                    sampler=sampler,
+                    **_checkpoint_study(self.checkpoint),
+                )
+                if self.checkpoint is not None:
+                    n_done = _resume_trials(self.study_)
             else:
                 self.study_ = self.study
             splits = list(cv.split(X_res, y_res, groups_res))
             _logger.info(
                 f"Searching the best hyperparameters using {len(X_res)} samples..."
             )
-            BatchOptimizer(self, X_res, y_res, splits, fit_params_res).run()
+            BatchOptimizer(self, X_res, y_res, splits, fit_params_res, n_done).run()
             _logger.info("Finished hyperparameter search!")
             if self.refit:
                 self._refit(X, y, **fit_params)
         finally:
             _logger.setLevel(old_level)
+            optuna.logging.set_verbosity(old_optuna_level)
         return self
 
     def _warn_about_epoch_scores(self) -> None:
@@ -580,3 +596,29 @@ def _index_params(X, fit_params: dict, indices) -> dict:
         else:
             out[key] = value
     return out
+
+
+#: The study name of a ``checkpoint`` journal.
+CHECKPOINT_STUDY = "torchhpo"
+
+
+def _checkpoint_study(checkpoint) -> dict:
+    """``create_study`` arguments storing the study in ``checkpoint`` (if any)."""
+    if checkpoint is None:
+        return {}
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(os.fspath(checkpoint)))
+    return {"storage": storage, "study_name": CHECKPOINT_STUDY, "load_if_exists": True}
+
+
+def _resume_trials(study) -> int:
+    """Fail the trials a kill left running; return the trials that finished."""
+    done = 0
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == optuna.trial.TrialState.RUNNING:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        else:
+            done += 1
+    return done

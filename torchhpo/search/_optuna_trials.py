@@ -50,9 +50,12 @@ class BatchOptimizer:
         The CV folds.
     fit_params : dict
         Parameters for the estimator's ``fit``.
+    n_done : int, default=0
+        Trials of ``n_trials`` already finished in the study (a resumed
+        ``checkpoint``).
     """
 
-    def __init__(self, search, X, y, splits, fit_params) -> None:
+    def __init__(self, search, X, y, splits, fit_params, n_done: int = 0) -> None:
         self.search = search
         self.study = search.study_
         self.X, self.y, self.splits = X, y, splits
@@ -62,6 +65,8 @@ class BatchOptimizer:
         self.catch = tuple(catch) if isinstance(catch, Iterable) else (catch,)
         self.error_score = search.error_score
         self.epochs = search.max_iter if search.enable_pruning else None
+        self.trials_left = 0  # trials not asked yet (for the progress bar's total)
+        self.n_done = n_done
         self.kwargs = dict(
             scorer=search.scorer_,
             fit_params=fit_params,
@@ -80,7 +85,7 @@ class BatchOptimizer:
         search, study = self.search, self.study
         batch = search._batch_size(self.n_splits)
         start = time.monotonic()
-        n_asked = 0
+        n_asked = self.n_done
         parallel = Parallel(n_jobs=search.n_jobs, return_as="generator")
         self.scheduler = FusedScheduler(
             search,
@@ -93,7 +98,7 @@ class BatchOptimizer:
         study._stop_flag = False
         study._thread_local.in_optimize_loop = True  # study.stop() from callbacks
         try:
-            with parallel:
+            with parallel, self.scheduler:
                 if stream_trials(self):
                     return
                 while not study._stop_flag:
@@ -112,6 +117,8 @@ class BatchOptimizer:
                         for _ in range(size)
                     ]
                     n_asked += size
+                    if search.n_trials is not None:
+                        self.trials_left = search.n_trials - n_asked
                     self._run_batch(trials)
         finally:
             study._thread_local.in_optimize_loop = False
@@ -220,6 +227,7 @@ class BatchOptimizer:
                 [None] * (len(items) * self.n_splits),
                 partial_fit_epochs=self.epochs,
                 policy=policy,
+                progress_left=(self.trials_left * self.n_splits, None),
             )
         except Exception as exc:
             if len(items) == 1:

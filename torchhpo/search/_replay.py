@@ -11,12 +11,9 @@ training time.
 
 from __future__ import annotations
 
-import warnings
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection._validation import _fit_and_score
 
 
@@ -81,28 +78,3 @@ def replay_fit_and_score(
         error.__traceback__ = error_tb
     result["fit_time"] = fit_time
     return result
-
-
-def collect_convergence_warnings(
-    apply: Callable[[], None], n_models: int, stacklevel: int = 2
-) -> None:
-    """Run ``apply`` and re-emit its ConvergenceWarnings once per message.
-
-    A search warns once for all the fits that stopped at ``max_iter``, with a count,
-    instead of once per fit; other warnings pass through unchanged.
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        apply()
-    counts: Counter = Counter()
-    for w in caught:
-        if issubclass(w.category, ConvergenceWarning):
-            counts[str(w.message)] += 1
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    for message, count in counts.items():
-        warnings.warn(
-            f"{message} ({count} of {n_models} fits of this search)",
-            ConvergenceWarning,
-            stacklevel=stacklevel + 1,
-        )

@@ -51,9 +51,10 @@ from ._checkpoint import Journal, model_key
 from ._continuations import Continuations
 from ._device_scoring import score_models
 from ._estimators import FusedForm, fused_form
-from ._progress import progress_bar
-from ._replay import collect_convergence_warnings, replay_fit_and_score
+from ._progress import SearchProgress, halving_left
+from ._replay import replay_fit_and_score
 from ._views import View, Views
+from ._warnings import ConvergenceNotes
 
 #: Makes the epoch policy of one engine call from its tasks' (candidate, fold).
 PolicyFactory = Callable[[list[tuple[int, int]]], EpochPolicy]
@@ -136,7 +137,10 @@ def _prepare(model: _Model, prototype: BaseMLP) -> None:
 
 
 class FusedScheduler:
-    """Evaluate candidates for one search ``fit``.
+    """Evaluate candidates for one search ``fit``; a context manager around it.
+
+    Leaving the context ends the search's progress bar and emits its
+    ConvergenceWarnings (once per message, for all its evaluations).
 
     Parameters
     ----------
@@ -181,6 +185,20 @@ class FusedScheduler:
         self.n_evaluated = 0  # candidates of earlier evaluate calls (journal index)
         self.partial_fit_epochs: int | None = None
         self.policy: PolicyFactory | None = None
+        #: The search's one bar, over every ``evaluate`` call.
+        self.progress = SearchProgress(search.progress, type(search).__name__)
+        #: ConvergenceWarnings of every ``evaluate`` call, emitted once at the end;
+        #: halving on ``max_iter`` stops earlier iterations at max_iter by design.
+        self.convergence = ConvergenceNotes(last_only=continuations is not None)
+
+    def __enter__(self) -> FusedScheduler:
+        return self
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        """End the search: close its bar, then warn once per convergence message."""
+        self.progress.close(complete=exc_type is None)
+        if exc_type is None:
+            self.convergence.emit()
 
     # -- planning -----------------------------------------------------------------
     def _form(self, estimator) -> FusedForm | None:
@@ -243,6 +261,10 @@ class FusedScheduler:
         return fused, per_fit
 
     # -- training -----------------------------------------------------------------
+    def _budget(self, model: _Model) -> int:
+        """A model's share of the bar: its ``max_iter``, or its partial_fit epochs."""
+        return self.partial_fit_epochs or model.budget
+
     def _resume(self, models: list[_Model], bar) -> list[_Model]:
         """Give models the results the journal holds; return the others."""
         if self.journal is None:
@@ -253,7 +275,7 @@ class FusedScheduler:
                 model.result = self.journal.get(*model.slot, model.key)
                 if model.result is not None:
                     bar.result(model.result)
-                    bar.fits_done(1, model.budget)
+                    bar.fits_done(1, self._budget(model))
                     continue
             left.append(model)
         return left
@@ -277,7 +299,7 @@ class FusedScheduler:
             if model.error is None:
                 groups.setdefault(model.data_key(), []).append(model)
         failed = [model for model in pending if model.error is not None]
-        bar.fits_done(len(failed), sum(model.budget for model in failed))
+        bar.fits_done(len(failed), sum(self._budget(model) for model in failed))
         for (device, dtype, loss, kind, _, _), members in groups.items():
             views, offsets, total = [], {}, 0
             for model in members:
@@ -306,7 +328,7 @@ class FusedScheduler:
             untrained = [
                 m for m in members if m.error is not None or m.result is not None
             ]
-            bar.fits_done(len(untrained), sum(m.budget for m in untrained))
+            bar.fits_done(len(untrained), sum(self._budget(m) for m in untrained))
             if not tasks:
                 continue
             data = DeviceData.from_numpy(
@@ -327,7 +349,7 @@ class FusedScheduler:
                 max_pack_size=self.search.max_pack_size,
                 devices=self.search._engine_devices(),
                 backend=self.search.backend,
-                on_finished=bar.fits_done,
+                on_finished=bar.models_finished,
                 on_result=_chain(
                     self._on_result(trained, bar), getattr(policy, "finished", None)
                 ),
@@ -424,6 +446,7 @@ class FusedScheduler:
         *,
         partial_fit_epochs: int | None = None,
         policy: PolicyFactory | None = None,
+        progress_left: tuple[int, int | None] | None = None,
     ) -> list:
         """Return ``_fit_and_score`` results for every (candidate, fold), in order.
 
@@ -447,6 +470,10 @@ class FusedScheduler:
             may stop that call's models after any epoch (Optuna's pruners). A
             ``finished(task_index, result)`` method of the policy, if any, is
             called as each model of that call finishes.
+        progress_left : (int, int or None), optional
+            Fits and model-epochs the search expects from later calls (None
+            epochs: as many per fit as this call's), for the bar's total; by
+            default a halving search's remaining iterations, else none.
         """
         self.partial_fit_epochs, self.policy = partial_fit_epochs, policy
         n_candidates, n_splits = len(candidate_params), len(splits)
@@ -468,15 +495,20 @@ class FusedScheduler:
                 )
         self.n_evaluated += n_candidates
         results: list = [None] * (n_candidates * n_splits)
-        desc = type(self.search).__name__
-        budgets = [_budget(est) for est in configured]
+        budgets = [partial_fit_epochs or _budget(est) for est in configured]
         total = sum(budgets[i // n_splits] for i in range(len(results)))
-        progress = self.search.progress
-        with progress_bar(total, progress, desc, n_fits=len(results)) as bar:
+        if progress_left is None:
+            left = halving_left(self.search, len(results), total)
+        else:
+            fits, epochs = progress_left
+            if epochs is None:
+                epochs = round(fits * total / max(len(results), 1))
+            left = (fits, epochs)
+        # The engine counts a partial_fit model as one epoch; it trains this many.
+        unrun = partial_fit_epochs - 1 if partial_fit_epochs else 0
+        with self.progress.stage(total, len(results), left, unrun) as bar:
             self._train(fused, splits, bar)
-            collect_convergence_warnings(
-                lambda: self._apply(fused), n_models=len(results), stacklevel=4
-            )
+            self.convergence.collect(lambda: self._apply(fused), len(results))
             jobs = (
                 delayed(_fit_and_score)(
                     clone(base_estimator),
