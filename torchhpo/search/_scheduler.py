@@ -115,7 +115,7 @@ def _check_candidate(form: FusedForm) -> BaseException | None:
         mlp._validate_params()
         mlp._hidden_layer_sizes()
         resolve_device(mlp.device)
-        resolve_dtype(mlp.dtype)
+        mlp._check_training_dtype()
     except Exception as exc:
         return exc
     return None
