@@ -198,9 +198,17 @@ def test_single_split_warns_that_the_terminator_gets_no_scores(make):
 
 
 @SEARCHES
-def test_sparse_X(make):
+@pytest.mark.parametrize(
+    "estimator",
+    [LogisticRegression(), torchhpo.MLPClassifier(hidden_layer_sizes=(8,), max_iter=5)],
+    ids=["per-fit", "fused"],
+)
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_sparse_X(make, estimator):
     X, y = make_blobs(n_samples=30, random_state=0)
-    space = {"C": distributions.FloatDistribution(0.1, 10, log=True)}
-    search = make(LogisticRegression(), space, cv=3, n_trials=2, random_state=0)
+    space = {"alpha": distributions.FloatDistribution(1e-4, 1e-1, log=True)}
+    if isinstance(estimator, LogisticRegression):
+        space = {"C": distributions.FloatDistribution(0.1, 10, log=True)}
+    search = make(estimator, space, cv=3, n_trials=2, random_state=0)
     search.set_params(verbose=1).fit(sp.csr_matrix(X), y)
     assert search.n_trials_ == 2

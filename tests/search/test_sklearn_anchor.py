@@ -4,6 +4,8 @@ Each test runs scikit-learn's search and torchhpo's on the same user estimator a
 compares what the user's object observes (issue 19).
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn import model_selection as sk
@@ -84,3 +86,33 @@ def test_one_set_params_per_fit_as_scikit_learn(name, extra):
         search.fit(X, y)
     assert any(kind == "fit" for kind, _ in calls[torchhpo])
     assert sorted(map(repr, calls[torchhpo])) == sorted(map(repr, calls[sk]))
+
+
+def test_a_diverging_early_stopping_model_is_scored_as_scikit_learn():
+    # test_mlp.py::test_mlp_diverging_loss inside a search: the model is fitted
+    # (its best weights kept) and scored, not given error_score.
+    from sklearn.datasets import load_iris
+    from sklearn.neural_network import MLPRegressor
+
+    X, y = load_iris(return_X_y=True)
+    params = dict(
+        hidden_layer_sizes=100,
+        activation="identity",
+        solver="sgd",
+        learning_rate_init=1,
+        max_iter=20,
+        early_stopping=True,
+        n_iter_no_change=10,
+        random_state=0,
+    )
+    scores = {}
+    for module in (sk, torchhpo):
+        search = module.GridSearchCV(
+            MLPRegressor(**params), {"alpha": [1e-4]}, cv=3, error_score="raise"
+        )
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            search.fit(X, y)
+        scores[module] = search.cv_results_["mean_test_score"]
+    assert np.isfinite(scores[sk]).all()
+    assert np.isfinite(scores[torchhpo]).all()
