@@ -7,13 +7,14 @@ must succeed and agree.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 from sklearn import neural_network as sk
 from sklearn.exceptions import NotFittedError
-from sklearn.utils import check_array
 from sklearn.utils._param_validation import InvalidParameterError
 
 import torchhpo as th
@@ -27,6 +28,13 @@ rng = np.random.RandomState(0)
 X = rng.uniform(size=(20, 3))
 Y_CLASS = (X[:, 0] > 0.5).astype(int)
 Y_REG = X @ np.array([1.0, -2.0, 0.5])
+
+
+#: scikit-learn's error for weights that are not finite (its _multilayer_perceptron).
+NON_FINITE = (
+    "Solver produced non-finite parameter weights. The input data may contain large "
+    "values and need to be preprocessed."
+)
 
 
 def _y(kind: str) -> np.ndarray:
@@ -203,25 +211,56 @@ def test_complex_X(kind):
 # -- values float32 training cannot hold -----------------------------------------
 @pytest.mark.parametrize("kind", KINDS)
 def test_values_overflowing_float32_are_refused(kind):
+    # scikit-learn trains such data in float64 and, where its weights overflow,
+    # raises its non-finite-weights error (test_mlp.py::test_nonfinite_params): the
+    # float32 default raises that error, naming the input and float64 as the way out.
     X_big = X * 1e39
-    # scikit-learn's own wording for data that does not fit in float32.
-    with np.errstate(all="ignore"), pytest.raises(ValueError) as expected:
-        check_array(X_big, dtype=np.float32, input_name="X")
     _, th_est = make_pair(kind)
-    with pytest.raises(ValueError) as got:
+    with pytest.raises(ValueError, match=re.escape(NON_FINITE)) as got:
         th_est.fit(X_big, _y(kind))
-    assert str(got.value) == str(expected.value)
+    assert "Input X" in str(got.value) and "dtype='float64'" in str(got.value)
     assert not hasattr(th_est, "coefs_")
 
 
-def test_targets_overflowing_float32_are_refused():
-    y_big = Y_REG * 1e300
-    with np.errstate(all="ignore"), pytest.raises(ValueError) as expected:
-        check_array(y_big, dtype=np.float32, input_name="y", ensure_2d=False)
+@pytest.mark.parametrize("name", ["y", "sample_weight"])
+def test_targets_and_weights_overflowing_float32_are_refused(name):
+    big = {"y": Y_REG, "sample_weight": np.ones(len(X))}
+    big[name] = big[name] * 1e300
     _, th_est = make_pair("regressor")
-    with pytest.raises(ValueError) as got:
-        th_est.fit(X, y_big)
-    assert str(got.value) == str(expected.value)
+    with pytest.raises(ValueError, match=re.escape(NON_FINITE)) as got:
+        th_est.fit(X, **big)
+    assert f"Input {name}" in str(got.value)
+    assert "dtype='float64'" in str(got.value)
+
+
+def test_scikit_learns_nonfinite_params_case_in_either_dtype():
+    # test_mlp.py::test_nonfinite_params's data: float64's largest values.
+    rng = np.random.RandomState(0)
+    X_max = np.finfo(np.float64).max * rng.uniform(size=(10, 2))
+    y = rng.standard_normal(size=10)
+    with pytest.raises(ValueError) as expected, np.errstate(all="ignore"):
+        sk.MLPRegressor().fit(X_max, y)
+    for dtype in ("float32", "float64"):
+        with pytest.raises(ValueError) as got, np.errstate(all="ignore"):
+            th.MLPRegressor(dtype=dtype, device="cpu").fit(X_max, y)
+        assert str(got.value).startswith(str(expected.value))
+
+
+def test_alpha_beyond_float32_names_float64():
+    sk_est, th_est = make_pair("classifier", alpha=1e300)
+    sk_est.fit(X, Y_CLASS)  # finite in float64
+    with pytest.raises(ValueError, match=r"alpha=1e\+300 .*dtype='float64'"):
+        th_est.fit(X, Y_CLASS)
+    th_est.set_params(dtype="float64").fit(X, Y_CLASS)
+    assert th_est.n_iter_ == sk_est.n_iter_
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_oversized_layer_raises_memory_error(kind):
+    # ~10**12 weights per input: neither NumPy nor torch can allocate them.
+    for est in make_pair(kind, hidden_layer_sizes=(10**12,), max_iter=1):
+        with pytest.raises(MemoryError):
+            est.fit(X, _y(kind))
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -233,7 +233,6 @@ def _search(config: RunConfig, checkpoint, progress: bool, stdout: TextIO):
     return fitted, search, config, dataset, recorder, seconds, started
 
 
-
 def _write_run(
     run_folder: RunFolder,
     *,

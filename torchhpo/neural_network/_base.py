@@ -40,6 +40,7 @@ from ..engine import (
     ModelTask,
     train_models,
 )
+from ..engine import functional as F
 from ..engine.convergence import ConvergenceTracker
 from ._to_torch import to_torch_module
 
@@ -77,11 +78,21 @@ def _layer_size(size) -> int:
     return operator.index(size)
 
 
+#: scikit-learn's error for a fit whose weights are not finite.
+NON_FINITE_WEIGHTS = (
+    "Solver produced non-finite parameter weights. The input data may contain large "
+    "values and need to be preprocessed."
+)
+
+
 def _check_representable(name: str, array: np.ndarray | None, dtype) -> None:
-    """Refuse values that overflow the training dtype, in scikit-learn's words.
+    """Refuse values that overflow the training dtype, with scikit-learn's error.
 
     Validation checked the data in float64; a float32 model would see such values as
-    infinity and train on them.
+    infinity, and its weights could not stay finite. scikit-learn trains on them in
+    float64 and raises ``NON_FINITE_WEIGHTS`` when its weights overflow; the error
+    here is that one (same type, same words, so code that handles it keeps
+    working), followed by the reason and the way out: ``dtype="float64"``.
     """
     if array is None or array.size == 0 or dtype == torch.float64:
         return
@@ -89,10 +100,27 @@ def _check_representable(name: str, array: np.ndarray | None, dtype) -> None:
         return
     limit = torch.finfo(dtype).max
     if array.max() > limit or array.min() < -limit:
-        numpy_dtype = np.dtype(str(dtype).removeprefix("torch."))
         raise ValueError(
-            f"Input {name} contains infinity or a value too large for {numpy_dtype!r}."
+            f"{NON_FINITE_WEIGHTS} Input {name} holds values beyond the range of "
+            f"{_dtype_name(dtype)}, the training dtype (|value| > {limit:.1e}); scale "
+            "it, or pass dtype='float64' to train on it as scikit-learn does."
         )
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+#: Hyper-parameters that the engine holds in the training dtype.
+_DTYPE_HYPERPARAMS = ("alpha", "learning_rate_init")
+
+
+def _is_allocation_failure(error: RuntimeError) -> bool:
+    """Whether torch raised ``error`` because memory could not be allocated."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    message = str(error)
+    return "can't allocate memory" in message or "not enough memory" in message
 
 
 class BaseMLP(BaseEstimator, ABC):
@@ -253,7 +281,7 @@ class BaseMLP(BaseEstimator, ABC):
     def _fit(self, X, y, sample_weight=None, incremental=False):
         self._checked_hidden_layer_sizes()
         resolve_device(self.device)
-        resolve_dtype(self.dtype)
+        self._check_training_dtype()
         first_pass = not hasattr(self, "coefs_") or (
             not self.warm_start and not incremental
         )
@@ -280,9 +308,48 @@ class BaseMLP(BaseEstimator, ABC):
             Y, np.arange(X.shape[0]), incremental=incremental, init=init
         )
         data = self._device_data(X, Y, sample_weight)
-        (result,) = train_models(data, [task], keep_optimizer_state=True)
+        result = self._train_one(data, task)
         self._apply_result(result, task=task, dtype=X.dtype)
         return self
+
+    def _check_training_dtype(self) -> None:
+        """Refuse hyper-parameters the training dtype cannot hold (``alpha=1e300``).
+
+        scikit-learn trains in float64, where such values are finite; in float32
+        they would be infinity. The error names the parameter and the way out.
+        """
+        dtype = resolve_dtype(self.dtype)
+        limit = torch.finfo(dtype).max
+        for name in _DTYPE_HYPERPARAMS:
+            value = getattr(self, name)
+            if abs(value) > limit:
+                raise ValueError(
+                    f"{name}={value!r} is beyond the range of {_dtype_name(dtype)}, "
+                    f"the training dtype (|value| > {limit:.1e}); pass "
+                    f"dtype='float64' to train with it as scikit-learn does."
+                )
+
+    def _train_one(self, data: DeviceData, task: ModelTask) -> ModelResult:
+        """Train one task (a pack of one), as scikit-learn's ``_fit`` would.
+
+        Raises
+        ------
+        MemoryError
+            If the weights or buffers cannot be allocated, where NumPy (and so
+            scikit-learn) raises ``MemoryError`` and torch a ``RuntimeError``.
+        """
+        try:
+            (result,) = train_models(data, [task], keep_optimizer_state=True)
+        except RuntimeError as error:
+            if not _is_allocation_failure(error):
+                raise
+            layers = [data.X.shape[1], *task.hyper.hidden_layer_sizes, data.Y.shape[1]]
+            raise MemoryError(
+                f"Unable to allocate the model of layer sizes {layers} "
+                f"(hidden_layer_sizes={self.hidden_layer_sizes!r}) in "
+                f"{_dtype_name(data.dtype)} on {data.device}: {error}"
+            ) from error
+        return result
 
     def _initialize(self, n_outputs: int, layer_units: list[int]) -> None:
         """Set the attributes of a first fit (scikit-learn's ``_initialize``)."""
@@ -369,10 +436,158 @@ class BaseMLP(BaseEstimator, ABC):
                 self.best_loss_ = state.best_loss
             if self.verbose:
                 self._print_progress(state, task)
+        message = result.convergence_message
         if result.failure is not None:
-            raise ValueError(result.failure)
-        if result.convergence_message is not None:
-            warnings.warn(result.convergence_message, ConvergenceWarning, stacklevel=3)
+            if not self._diverged_with_early_stopping(result):
+                raise ValueError(result.failure)
+            message = self._run_out_diverged_epochs(result, task)
+        if message is not None:
+            warnings.warn(message, ConvergenceWarning, stacklevel=3)
+
+    def _diverged_with_early_stopping(self, result: ModelResult) -> bool:
+        """Whether a failed model is one scikit-learn fits: it keeps its best weights.
+
+        With ``early_stopping``, scikit-learn does not stop a model whose weights
+        overflowed: its validation score is NaN from then on, and a NaN score
+        never counts as "no improvement" (the comparison is false), so training
+        runs to ``max_iter``, and the best weights, which are finite, are restored
+        (``test_mlp_diverging_loss``). The engine fails such a model at its first
+        non-finite loss; this recognises it from the result: a NaN last validation
+        score and finite best weights.
+        """
+        state = result.state
+        scores = state.validation_scores or []
+        return (
+            self.solver in _STOCHASTIC_SOLVERS
+            and bool(self.early_stopping)
+            and len(scores) > 0
+            and math.isnan(scores[-1])
+            and all(np.isfinite(w).all() for w in state.coefs + state.intercepts)
+        )
+
+    def _run_out_diverged_epochs(
+        self, result: ModelResult, task: ModelTask | None
+    ) -> str | None:
+        """Record the epochs scikit-learn trains a diverged model to ``max_iter``.
+
+        Each one has a NaN loss and a NaN validation score and resets the
+        no-improvement count; their weights are never kept (the best ones are).
+        Returns scikit-learn's ``max_iter`` warning message where it warns.
+        """
+        start = task.init if task is not None and task.init is not None else None
+        start_epochs = len(start.loss_curve) if start is not None else 0
+        start_t = start.t if start is not None else 0
+        trained = len(self.loss_curve_) - start_epochs  # in this fit
+        if task is not None:
+            n_train = len(task.train_index)
+        else:
+            n_train = (self.t_ - start_t) // max(trained, 1)
+        remaining = max(int(self.max_iter) - trained, 0)
+        self.loss_curve_ += [math.nan] * remaining
+        self.validation_scores_ += [math.nan] * remaining
+        self.loss_ = math.nan
+        self.n_iter_ += remaining
+        self.t_ += remaining * n_train
+        self._epochs_seen += remaining
+        self._no_improvement_count = 0
+        optimizer = self._optimizer_state
+        if optimizer is not None and self.learning_rate == "invscaling":
+            optimizer.learning_rate = (
+                self.learning_rate_init / (self.t_ + 1) ** self.power_t
+            )
+        if self.n_iter_ != self.max_iter:
+            return None
+        return (
+            f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+            "and the optimization hasn't converged yet."
+        )
+
+    def _loss_grad_lbfgs(
+        self,
+        packed_coef_inter: np.ndarray,
+        X,
+        y,
+        sample_weight=None,
+        activations=None,
+        deltas=None,
+        coef_grads=None,
+        intercept_grads=None,
+    ) -> tuple[float, np.ndarray]:
+        """Return the regularised loss and its gradient at flat weights, in float64.
+
+        scikit-learn's private helper of the same name and signature (its
+        ``test_gradient`` checks it against finite differences), computed by the
+        engine's own forward, loss and backward functions for a pack of one, so
+        the check holds torchhpo's gradients. The work lists scikit-learn fills
+        (``activations``, ``deltas``, ``coef_grads``, ``intercept_grads``) are
+        accepted and left alone.
+
+        Parameters
+        ----------
+        packed_coef_inter : ndarray of shape (n_weights,)
+            ``coefs_`` then ``intercepts_``, each raveled, as scikit-learn packs
+            them; the shapes are those of the fitted ``coefs_`` / ``intercepts_``.
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Encoded targets (one column per output unit).
+        sample_weight : ndarray of shape (n_samples,), optional
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray of shape (n_weights,)
+        """
+        check_is_fitted(self)
+        shapes = [c.shape for c in self.coefs_] + [b.shape for b in self.intercepts_]
+        sizes = [int(np.prod(shape)) for shape in shapes]
+        flat = np.asarray(packed_coef_inter, dtype=np.float64)
+        parts = [
+            torch.from_numpy(part.reshape(shape).copy())
+            for part, shape in zip(
+                np.split(flat, np.cumsum(sizes)[:-1]), shapes, strict=True
+            )
+        ]
+        n_layers = len(self.coefs_)
+        weights = [p.unsqueeze(0) for p in parts[:n_layers]]
+        biases = [p.view(1, 1, -1) for p in parts[n_layers:]]
+        x = torch.as_tensor(np.asarray(X, dtype=np.float64)).unsqueeze(0)
+        Y = np.asarray(y, dtype=np.float64).reshape(x.shape[1], -1)
+        target = torch.from_numpy(Y).unsqueeze(0)
+        if sample_weight is None:
+            weight = torch.ones(1, x.shape[1], dtype=torch.float64)
+        else:
+            weight = torch.as_tensor(np.asarray(sample_weight, dtype=np.float64))
+            weight = weight.unsqueeze(0)
+        denom = weight.sum(dim=1)
+        alpha = torch.full((1, 1, 1), float(self.alpha), dtype=torch.float64)
+        runs = [(0, 1, self.activation)]
+        out = self.out_activation_
+        with torch.no_grad():
+            acts = F.forward(x, weights, biases, runs, out)
+            loss = F.per_model_loss(acts[-1], target, weight, denom, self.loss, out)
+            loss = loss + 0.5 * alpha.view(1) * F.squared_weight_sum(weights) / denom
+            coef_g, intercept_g = F.backward(
+                acts, target, weight, denom, weights, alpha, runs
+            )
+        grad = np.hstack([g.reshape(-1).numpy() for g in coef_g + intercept_g])
+        return float(loss.item()), grad
+
+    @property
+    def _optimizer(self):
+        """scikit-learn's optimizer object as a stochastic fit leaves it.
+
+        A view of the fitted optimizer state (``learning_rate`` as the schedule
+        left it, Adam's ``t`` and moments, SGD's velocities), built on access.
+        Absent, as in scikit-learn, before a stochastic fit.
+        """
+        optimizer = None
+        if hasattr(self, "coefs_"):
+            optimizer = self._sklearn_optimizer(self.coefs_ + self.intercepts_)
+        if optimizer is None:
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute '_optimizer'"
+            )
+        return optimizer
 
     def _print_progress(self, state: ModelState, task: ModelTask | None) -> None:
         """Print scikit-learn's verbose lines for the epochs just trained.

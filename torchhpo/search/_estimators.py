@@ -172,6 +172,19 @@ def fused_form(estimator, device=None, dtype=None) -> FusedForm | None:
     return None if mlp is None else FusedForm(estimator, mlp, [])
 
 
+def may_fuse(estimator) -> bool:
+    """Whether some parameters could give ``estimator`` a fused form.
+
+    An MLP or a Pipeline may be fused; any other estimator's parameters cannot
+    turn it into one, so its candidates need not be configured ahead of the fits.
+    """
+    return (
+        type(estimator) is Pipeline
+        or isinstance(estimator, BaseMLP)
+        or type(estimator) in TORCH_CLASS
+    )
+
+
 def _is_estimator(step) -> bool:
     return step is not None and not isinstance(step, str)
 
@@ -196,7 +209,9 @@ def refit(estimator, X, y, fit_params: dict, device=None, dtype=None):
     form = fused_form(estimator, device, dtype)
     args = (X,) if y is None else (X, y)
     if form is None:
-        return estimator.fit(*args, **fit_params)
+        # As scikit-learn: the fitted estimator is the object, whatever fit returns.
+        estimator.fit(*args, **fit_params)
+        return estimator
     threads = nullcontext()
     try:
         if resolve_device(form.mlp.device).type == "cpu":

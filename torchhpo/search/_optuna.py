@@ -35,7 +35,7 @@ import torch
 from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
-from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils import _safe_indexing, check_random_state, get_tags
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 try:
@@ -51,7 +51,11 @@ from .._device import resolve_device, resolve_devices, resolve_dtype
 from ..engine.trainer import CPU_PACK_SIZE
 from ._estimators import fused_form
 from ._estimators import refit as refit_estimator
-from ._optuna_space import check_distributions, estimator_params
+from ._optuna_space import (
+    check_deprecated_distributions,
+    check_distributions,
+    estimator_params,
+)
 from ._optuna_trials import BatchOptimizer
 
 _logger = logging.getLogger(__name__)
@@ -238,6 +242,8 @@ class OptunaSearchCV(BaseEstimator):
         checkpoint: str | os.PathLike | None = None,
         trials_per_batch: int | None = None,
     ):
+        # As optuna_integration: deprecated distributions would break clone.
+        check_deprecated_distributions(param_distributions)
         self.estimator = estimator
         self.param_distributions = param_distributions
         self.cv = cv
@@ -265,6 +271,11 @@ class OptunaSearchCV(BaseEstimator):
         self.trials_per_batch = trials_per_batch
 
     # -- the attributes optuna_integration derives from the study ---------------------
+    @property
+    def _estimator_type(self) -> str | None:
+        """The estimator's type (``"classifier"``, ...), as optuna_integration's."""
+        return get_tags(self.estimator).estimator_type
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         try:
@@ -532,7 +543,8 @@ class OptunaSearchCV(BaseEstimator):
                 self.study_ = self.study
             splits = list(cv.split(X_res, y_res, groups_res))
             _logger.info(
-                f"Searching the best hyperparameters using {len(X_res)} samples..."
+                "Searching the best hyperparameters using "
+                f"{_num_samples(self.sample_indices_)} samples..."
             )
             BatchOptimizer(self, X_res, y_res, splits, fit_params_res, n_done).run()
             _logger.info("Finished hyperparameter search!")
@@ -567,9 +579,14 @@ class OptunaSearchCV(BaseEstimator):
             _logger.exception(e)
         _logger.info(f"Refitting the estimator using {_num_samples(X)} samples...")
         start = time.time()
-        self.best_estimator_ = refit_estimator(
-            best, X, y, fit_params, self._mlp_device(), self.dtype
-        )
+        if fused_form(best) is None:
+            # As optuna_integration: y is passed even when it is None.
+            best.fit(X, y, **fit_params)
+            self.best_estimator_ = best
+        else:
+            self.best_estimator_ = refit_estimator(
+                best, X, y, fit_params, self._mlp_device(), self.dtype
+            )
         self.refit_time_ = time.time() - start
         _logger.info(f"Finished refitting! (elapsed time: {self.refit_time_:.3f} sec.)")
         return self

@@ -41,6 +41,28 @@ def _split(name: str) -> tuple[str, str]:
     return head + sep, tail
 
 
+def check_deprecated_distributions(param_distributions) -> None:
+    """Refuse Optuna's deprecated distributions, as optuna_integration's constructor.
+
+    Raises
+    ------
+    ValueError
+        If a value is a deprecated distribution (``UniformDistribution`` ...).
+        Anything that is not a mapping of distributions is left to ``fit``.
+    """
+    if not isinstance(param_distributions, Mapping):
+        return
+    for name, dist in param_distributions.items():
+        if isinstance(dist, BaseDistribution) and (
+            dist != _convert_old_distribution_to_new_distribution(dist)
+        ):
+            raise ValueError(
+                f"Deprecated distribution is specified in `{name}` of "
+                "param_distributions. Rejecting this because it may cause unexpected "
+                "behavior. Please use new distributions such as FloatDistribution etc."
+            )
+
+
 def check_distributions(param_distributions: Mapping) -> None:
     """Check a search space as ``optuna_integration.OptunaSearchCV`` does, and more.
 
@@ -55,12 +77,8 @@ def check_distributions(param_distributions: Mapping) -> None:
     for name, dist in param_distributions.items():
         if not isinstance(dist, BaseDistribution):
             raise ValueError(f"Value of {name} must be a optuna distribution.")
-        if dist != _convert_old_distribution_to_new_distribution(dist):
-            raise ValueError(
-                f"Deprecated distribution is specified in `{name}` of "
-                "param_distributions. Rejecting this because it may cause unexpected "
-                "behavior. Please use new distributions such as FloatDistribution etc."
-            )
+    check_deprecated_distributions(param_distributions)
+    for name, dist in param_distributions.items():
         prefix, param = _split(name)
         if param == SIZES and isinstance(dist, CategoricalDistribution):
             bad = [c for c in dist.choices if not isinstance(c, str | int)]

@@ -28,8 +28,6 @@ from ..engine.feed import TaskFeed
 from ..neural_network._base import _STOCHASTIC_SOLVERS
 from ._optuna_pruning import TrialPruning
 from ._optuna_space import estimator_params
-from ._progress import progress_bar
-from ._replay import collect_convergence_warnings
 from ._scheduler import _check_candidate, _Model, _prepare
 
 
@@ -136,6 +134,8 @@ class TrialStream(TaskFeed):
         runner._fail_stale_trials()
         trial = self.study.ask(fixed_distributions=search.param_distributions)
         self.n_asked += 1
+        if search.n_trials is None and self.bar is not None:
+            self.bar.grow(runner.n_splits, runner.n_splits * self.budget)
         runner._open[trial.number] = trial
         c = len(self.trials)
         prepared = self._prepare(trial, c)
@@ -211,8 +211,8 @@ class TrialStream(TaskFeed):
     def _finish(self, c: int) -> None:
         runner = self.runner
         models = self.models[c]
-        collect_convergence_warnings(
-            lambda: runner.scheduler._apply(models), n_models=len(models)
+        runner.scheduler.convergence.collect(
+            lambda: runner.scheduler._apply(models), len(models)
         )
         scored = runner.scheduler.score(
             models, self.params, runner.splits, _NoContexts()
@@ -226,18 +226,11 @@ class TrialStream(TaskFeed):
         """Train every trial the study hands out, until a stop."""
         search, runner = self.search, self.runner
         n_splits = runner.n_splits
-        max_iter = search.max_iter if runner.epochs is not None else None
+        self.budget = runner.epochs or _budget_of(search.estimator)
         n_trials = search.n_trials
-        total = None
-        if n_trials is not None:
-            budget = max_iter or _budget_of(search.estimator)
-            total = n_trials * n_splits * budget
-        with progress_bar(
-            total,
-            search.progress,
-            type(search).__name__,
-            n_fits=None if n_trials is None else n_trials * n_splits,
-        ) as bar:
+        # Without n_trials (a timeout), each asked trial adds its share.
+        n_fits = 0 if n_trials is None else n_trials * n_splits
+        with runner.scheduler.progress.stage(n_fits * self.budget, n_fits) as bar:
             self.bar = bar
             train_models(
                 data,

@@ -16,6 +16,7 @@ loop, one trial at a time.
 
 from __future__ import annotations
 
+import numbers
 import time
 import warnings
 from collections.abc import Iterable
@@ -112,10 +113,8 @@ class BatchOptimizer:
                         size = min(size, search.n_trials - n_asked)
                     self._fail_stale_trials()
                     size = self._grid_left(self._startup_left(size))
-                    trials = [
-                        study.ask(fixed_distributions=search.param_distributions)
-                        for _ in range(size)
-                    ]
+                    size = self._brute_force_left(size)
+                    trials = [self._ask() for _ in range(size)]
                     n_asked += size
                     if search.n_trials is not None:
                         self.trials_left = search.n_trials - n_asked
@@ -155,6 +154,48 @@ class BatchOptimizer:
             return max(1, min(size, left))
         return size
 
+    def _brute_force_left(self, size: int) -> int:
+        """Cap a batch at the points a ``BruteForceSampler`` has not handed out.
+
+        Sequentially, ``BruteForceSampler`` stops the study once every point of
+        the space has been tried (2 trials for an integer in ``[0, 1]``, not
+        ``n_trials``); a bigger batch would repeat points instead. The space here
+        is the fixed ``param_distributions``: its points are counted, less those
+        of the study's trials over the same parameters.
+        """
+        if not isinstance(self.study.sampler, optuna.samplers.BruteForceSampler):
+            return size
+        space = self.search.param_distributions
+        try:
+            from optuna.samplers._brute_force import _enumerate_candidates
+
+            n_points = int(
+                np.prod([len(_enumerate_candidates(d)) for d in space.values()])
+            )
+        except Exception:  # another Optuna version, or a space it cannot enumerate
+            return 1  # one trial at a time: study.optimize's own pace
+        tried = {
+            tuple(sorted(trial.params.items()))
+            for trial in self.study.get_trials(deepcopy=False)
+            if trial.state != TrialState.WAITING and set(trial.params) == set(space)
+        }
+        return max(1, min(size, n_points - len(tried)))
+
+    def _ask(self) -> tuple:
+        """Ask the study for a trial and suggest its parameters, as ``ask`` does.
+
+        Returns ``(trial, error)``: an error raised while suggesting (a broken
+        distribution) is the trial's own, as it is inside optuna_integration's
+        objective, so ``catch`` decides whether it stops the search.
+        """
+        trial = self.study.ask()
+        try:
+            for name, distribution in self.search.param_distributions.items():
+                trial._suggest(name, distribution)
+        except Exception as exc:
+            return trial, exc
+        return trial, None
+
     def _fail_stale_trials(self) -> None:
         """As ``study.optimize``: fail trials whose heartbeat stopped (RDB storage)."""
         try:
@@ -166,25 +207,32 @@ class BatchOptimizer:
                 warnings.simplefilter("ignore")
                 optuna.storages.fail_stale_trials(self.study)
 
-    def _run_batch(self, trials: list) -> None:
-        """Train and tell one batch; an interruption fails its unfinished trials."""
+    def _run_batch(self, asked: list) -> None:
+        """Train and tell one batch; an interruption fails its unfinished trials.
+
+        ``asked`` holds ``(trial, error)`` pairs from :meth:`_ask`.
+        """
+        trials = [trial for trial, _ in asked]
         open_trials = {trial.number: trial for trial in trials}
         self._open = open_trials
         try:
             with ExitStack() as stack:
                 for trial in trials:
                     stack.enter_context(_heartbeat(trial, self.study))
-                self._evaluate(trials)
+                self._evaluate(asked)
         except BaseException as exc:
             # As study.optimize: the interrupted trials end FAIL, without callbacks.
             for trial in list(open_trials.values()):
                 self._tell(trial, state=TrialState.FAIL, reason=exc, callbacks=False)
             raise
 
-    def _evaluate(self, trials: list) -> None:
-        """Configure, train and tell ``trials``; errors go to their own trial."""
+    def _evaluate(self, asked: list) -> None:
+        """Configure, train and tell the trials; errors go to their own trial."""
         configured, ready = {}, []
-        for trial in trials:
+        for trial, error in asked:
+            if error is not None:
+                self._fail(trial, error)
+                continue
             try:
                 params = estimator_params(trial.params)
                 configured[trial.number] = clone(self.search.estimator).set_params(
@@ -281,18 +329,8 @@ class BatchOptimizer:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 trial.set_user_attr(f"mean_{name}", np.nanmean(array))
                 trial.set_user_attr(f"std_{name}", np.nanstd(array))
-        if report and len(scores["test_score"]) > 1:
-            # What optuna.terminator.report_cross_validation_scores stores.
-            try:
-                from optuna.terminator.erroreval import _CROSS_VALIDATION_SCORES_KEY
-
-                trial.storage.set_trial_system_attr(
-                    trial._trial_id,
-                    _CROSS_VALIDATION_SCORES_KEY,
-                    [float(s) for s in scores["test_score"]],
-                )
-            except (ImportError, AttributeError, TypeError, ValueError):
-                pass
+        if report:
+            _report_cross_validation_scores(trial, scores["test_score"])
 
     def _tell(
         self, trial, value=None, state=None, reason=None, callbacks: bool = True
@@ -384,9 +422,11 @@ class BatchOptimizer:
         start = time.time()
         try:
             estimator.partial_fit(X_train, y_train, **params)
-        except Exception:
+        except Exception as exc:
             if self.error_score == "raise":
                 raise
+            if not isinstance(self.error_score, numbers.Number):
+                raise ValueError("error_score must be 'raise' or numeric.") from exc
             fit_time = time.time() - start
             test_score = train_score = self.error_score
             score_time = 0.0
@@ -400,6 +440,29 @@ class BatchOptimizer:
         if self.search.return_train_score:
             out.insert(0, float(train_score))
         return out
+
+
+def _report_cross_validation_scores(trial, test_scores) -> None:
+    """Store the scores Optuna's terminator reads, warning as optuna_integration does.
+
+    What ``optuna.terminator.report_cross_validation_scores`` does (that function
+    is deprecated in Optuna 5 and warns on every call): a single split cannot be
+    reported, which optuna_integration turns into this ``UserWarning``.
+    """
+    from optuna.terminator.erroreval import _CROSS_VALIDATION_SCORES_KEY
+
+    scores = [float(score) for score in test_scores]
+    if len(scores) <= 1:
+        warnings.warn(
+            "Failed to report cross validation scores for TerminatorCallback, with "
+            "error: The length of `scores` is expected to be greater than one.",
+            UserWarning,
+            stacklevel=2,
+        )
+        return
+    trial.storage.set_trial_system_attr(
+        trial._trial_id, _CROSS_VALIDATION_SCORES_KEY, scores
+    )
 
 
 def _heartbeat(trial, study):

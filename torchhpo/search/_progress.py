@@ -172,6 +172,12 @@ class Stage:
             self.owner.bar.update(target - self.shown)
             self.shown = target
 
+    def grow(self, n_fits: int, epochs: int) -> None:
+        """Add fits and model-epochs learnt of while the stage runs (a stream)."""
+        self.total += epochs
+        self.owner.n_fits += n_fits
+        self.owner.bar.total += epochs
+
     def fill(self) -> None:
         """Count the rest of the stage's total (the evaluation ended)."""
         self.net = self.total

@@ -5,7 +5,9 @@
 
 1. configure every candidate (``clone(estimator).set_params(**params)``), so an
    unknown parameter name fails before any training, and check each fusable
-   candidate's parameter values (an invalid one fails that candidate's fits);
+   candidate's parameter values (an invalid one fails that candidate's fits); an
+   estimator no parameter can make fusable is configured by each fit alone, as in
+   scikit-learn (its ``set_params`` is called once per fit);
 2. for every (candidate, fold) of a fusable candidate, describe its MLP's training
    as an engine task over a :mod:`view <torchhpo.search._views>` of the data (the
    whole ``X``, rows = the fold's training indices, or a Pipeline's per-fold output);
@@ -50,7 +52,7 @@ from ..neural_network._base import _STOCHASTIC_SOLVERS
 from ._checkpoint import Journal, model_key
 from ._continuations import Continuations
 from ._device_scoring import score_models
-from ._estimators import FusedForm, fused_form
+from ._estimators import FusedForm, fused_form, may_fuse
 from ._progress import SearchProgress, halving_left
 from ._replay import replay_fit_and_score
 from ._views import View, Views
@@ -114,7 +116,7 @@ def _check_candidate(form: FusedForm) -> BaseException | None:
         mlp._validate_params()
         mlp._hidden_layer_sizes()
         resolve_device(mlp.device)
-        resolve_dtype(mlp.dtype)
+        mlp._check_training_dtype()
     except Exception as exc:
         return exc
     return None
@@ -477,10 +479,13 @@ class FusedScheduler:
         """
         self.partial_fit_epochs, self.policy = partial_fit_epochs, policy
         n_candidates, n_splits = len(candidate_params), len(splits)
-        configured = [
-            clone(base_estimator).set_params(**clone(params, safe=False))
-            for params in candidate_params
-        ]
+        if may_fuse(base_estimator):
+            configured = [
+                clone(base_estimator).set_params(**clone(params, safe=False))
+                for params in candidate_params
+            ]
+        else:  # every fit configures its own clone: one set_params per fit
+            configured = [base_estimator] * n_candidates
         fused, per_fit = self._plan(configured, splits)
         if self.journal is not None:
             for model in fused:
@@ -504,9 +509,8 @@ class FusedScheduler:
             if epochs is None:
                 epochs = round(fits * total / max(len(results), 1))
             left = (fits, epochs)
-        # The engine counts a partial_fit model as one epoch; it trains this many.
-        unrun = partial_fit_epochs - 1 if partial_fit_epochs else 0
-        with self.progress.stage(total, len(results), left, unrun) as bar:
+        # The engine counts a partial_fit model's epochs as its budget too.
+        with self.progress.stage(total, len(results), left) as bar:
             self._train(fused, splits, bar)
             self.convergence.collect(lambda: self._apply(fused), len(results))
             jobs = (
