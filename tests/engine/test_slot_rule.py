@@ -577,6 +577,47 @@ def test_end_epoch_issues_no_host_sync(device):
     assert len(census.ops) <= 40
 
 
+class OpSequence(TorchDispatchMode):
+    """Each op's name and its outputs' shapes and dtypes, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        leaves = torch.utils._pytree.tree_leaves(out)
+        shapes = [(tuple(t.shape), t.dtype) for t in leaves if torch.is_tensor(t)]
+        self.ops.append((str(func), shapes))
+        return out
+
+
+def test_a_block_issues_the_same_ops_whatever_the_data():
+    """What a CUDA graph needs: the op sequence does not depend on who stops when."""
+    sequences, stops = [], []
+    for seed in (0, 1):
+        rule = SlotRule(24, "cpu", block_epochs=10)
+        hyper = Hyperparams(tol=1e-3, n_iter_no_change=1, max_iter=50)
+        for slot in range(24):
+            rule.admit(slot, hyper, ModelState(coefs=[], intercepts=[]))
+        g = torch.Generator().manual_seed(seed)
+        losses = torch.rand(10, 24, generator=g)
+        losses[:, seed::3] = losses[0, seed::3]  # these plateau and stop early
+        epochs = iter(losses)
+
+        def epoch(live, epochs=epochs):
+            loss = next(epochs)
+            return EpochValues(loss, -loss)
+
+        with OpSequence() as seen:
+            rule.run_block(epoch, torch.full((24,), 50))
+        sequences.append(seen.ops)
+        stops.append(rule.read().stop_epoch)
+    assert (stops[0] != stops[1]).any() and ((stops[0] >= 0) & (stops[0] < 9)).any()
+    assert sequences[0] == sequences[1]
+    assert not any("_local_scalar_dense" in name for name, _ in sequences[0])
+
+
 @pytest.mark.cuda
 def test_block_is_sync_free_and_replays_in_a_cuda_graph():
     rule = _pack_of(24, "cuda", block_epochs=10)
