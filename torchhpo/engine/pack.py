@@ -293,7 +293,9 @@ class Pack:
         self.model_time = np.zeros(len(self.tasks))
         self.queue = AdmissionQueue(self.tasks, grouped=policy is not None)
         capacity = len(self.tasks) if n_slots is None else int(n_slots)
-        self.capacity = min(max(capacity, self.queue.largest_unit(), 1), len(tasks))
+        capacity = max(capacity, self.queue.largest_unit(), 1)
+        # Slots no model will ever take are not kept, unless more may arrive.
+        self.capacity = capacity if feed is not None else min(capacity, len(tasks))
         #: Occupancy counters: live slot-epochs and slot-epochs (capacity x epochs).
         self.live_epochs = 0
         self.slot_epochs = 0
@@ -800,6 +802,8 @@ class Pack:
                 if on_finished is not None:
                     on_finished(len(done))
                 self._refill()
+            elif self.feed is not None and self.live.sum() < self.capacity:
+                self._refill()  # slots the feed could not fill yet
         return results
 
     def _refill(self) -> None:

@@ -117,7 +117,9 @@ class TrialStream(TaskFeed):
                 return []
         # At most as many trials asked and not started as there are workers'
         # worth of shapes: a trial of another shape waits for its own pack.
-        if not self._can_ask() or sum(map(len, self.pending.values())) >= 2:
+        if free < self.runner.n_splits or not self._can_ask():
+            return []  # a trial's folds enter together
+        if sum(map(len, self.pending.values())) >= 2:
             return []
         c = self._ask()
         if c is None:
