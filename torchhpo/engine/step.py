@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -204,6 +205,35 @@ class StepLayout:
         # alpha / 2 read now: the pack may write alpha in place between epochs.
         penalty = squares.mul_(self.alpha.view(-1)).mul_(0.5).div_(denom)
         return data_loss.add_(penalty).mul_(count)
+
+
+_precision_lock = threading.Lock()
+_precision_users = 0
+_precision_saved = "highest"
+
+
+@contextmanager
+def pinned_matmul_precision() -> Iterator[None]:
+    """Run the block with float32 matmuls in full precision (no TF32), then restore.
+
+    A user's ``torch.set_float32_matmul_precision("high")`` would otherwise change
+    a pack's results (TF32 on CUDA). Nested and concurrent blocks (worker
+    threads) share one pin; the last to leave restores the user's setting.
+    """
+    global _precision_users, _precision_saved
+    with _precision_lock:
+        if _precision_users == 0:
+            _precision_saved = torch.get_float32_matmul_precision()
+            if _precision_saved != "highest":
+                torch.set_float32_matmul_precision("highest")
+        _precision_users += 1
+    try:
+        yield
+    finally:
+        with _precision_lock:
+            _precision_users -= 1
+            if _precision_users == 0 and _precision_saved != "highest":
+                torch.set_float32_matmul_precision(_precision_saved)
 
 
 def choose_runner(layout: StepLayout) -> AtenStep | NativeSteps | EpochProgram:
@@ -1321,6 +1351,28 @@ class FusedStep:
         """The recorded epoch program, or None where the step runs from Python."""
         return getattr(self.runner, "_program", None)
 
+    def on(self, device: torch.device | str) -> FusedStep:
+        """Return this step built on copies of its tensors on ``device``.
+
+        For checks: on ``meta`` tensors an epoch runs without data, so any host
+        read or data-dependent shape in it raises.
+        """
+        lay = self.layout
+
+        def to(t):
+            return t.to(device)
+
+        opt = OptimizerHyper(
+            *(to(getattr(lay.opt, f)) for f in lay.opt.__dataclass_fields__)
+        )
+        return FusedStep(
+            to(lay.X), to(lay.Y), lay.loss, lay.out_activation,
+            [to(t) for t in lay.blocks], [to(t) for t in lay.first],
+            [to(t) for t in lay.second], opt, to(lay.alpha), lay.act_runs,
+            lay.opt_runs, lay.batch, {s: to(i) for s, i in lay.inactive.items()},
+            lay.masked_steps,
+        )  # fmt: skip
+
     def adam_step_sizes(self, n_steps: int) -> torch.Tensor | None:
         """Adam's ``lr_t`` for the next ``n_steps`` steps (see :class:`StepLayout`)."""
         return self.layout.adam_step_sizes(n_steps)
@@ -1349,7 +1401,7 @@ class FusedStep:
         loss_acc : Tensor of shape (M,)
             Accumulator, updated in place.
         """
-        with instruments.section("step"):
+        with pinned_matmul_precision(), instruments.section("step"):
             self.runner.run(idx, weight, denom, count, loss_acc)
         instruments.record_steps(idx.shape[0])
 
@@ -1388,7 +1440,7 @@ class FusedStep:
             Adam's ``lr_t`` for this step (:meth:`adam_step_sizes`); computed here
             when not given.
         """
-        with instruments.section("step"):
+        with pinned_matmul_precision(), instruments.section("step"):
             self.runner.step(
                 idx, w3, w_scaled, alpha_scaled, pad, denom, count, loss_acc,
                 step_index, rates,
