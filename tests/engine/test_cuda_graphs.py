@@ -387,6 +387,9 @@ def test_k_epochs_per_launch_with_a_device_shuffle(monkeypatch, path):
             pack.shuffle, pack.train_rows, pack.positions, pack.valid, (S, M, B),
         )  # fmt: skip
 
+    # The device shuffle is the pack's own (rng's keys, stream and epoch).
+    first_idx = inputs_of(eager)()[0]
+    assert torch.equal(first_idx, eager._epoch_batches()[0])
     runner = cuda_graphs.RecordedEpoch(graphed._fused_step())
     graphed_inputs, eager_inputs = inputs_of(graphed), inputs_of(eager)
     kernel = eager._fused_step()

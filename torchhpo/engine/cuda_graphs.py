@@ -452,12 +452,24 @@ def device_epoch_inputs(
     width = train_rows.shape[1]
     count = valid.sum(dim=2)
     denom = torch.where(count > 0, count, torch.ones_like(count))
+    # What does not change between epochs is made once: the seeds' part of the
+    # stream key (rng.stream_base mixes seed, stream, then epoch), the counters,
+    # and where the keys apply (shuffled models' real rows; the others keep
+    # their order, padding sorts last).
+    mask = rng._MASK32
+    stream = (rng.STREAM_SHUFFLE * rng._GOLDEN) & mask
+    seed_key = rng._mix32((seeds & mask) ^ rng._mix32(((seeds >> 32) & mask) ^ stream))
     place = torch.arange(width, dtype=torch.int64, device=seeds.device)
+    real = place < lengths[:, None]
+    use_keys = shuffle[:, None] & real
+    fixed = torch.where(real, place, (1 << 33) + place)
 
     def inputs() -> tuple[torch.Tensor, ...]:
-        base = rng._stream_base_torch(seeds, rng.STREAM_SHUFFLE, epoch)
-        keys = torch.where(shuffle[:, None], rng.keys(base, width), place)
-        keys = torch.where(place < lengths[:, None], keys, (1 << 33) + place)
+        key = rng._mix32(
+            seed_key ^ rng._mix32((epoch * rng._GOLDEN + 0x7F4A7C15) & mask)
+        )
+        base = rng._mix32(key ^ ((epoch >> 32) & mask))
+        keys = torch.where(use_keys, rng._mix32(base[:, None] ^ place), fixed)
         order = torch.argsort(keys, dim=1)
         rows = train_rows.gather(1, order).gather(1, positions)
         epoch.add_(1)

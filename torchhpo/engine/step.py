@@ -49,7 +49,8 @@ The ATen step's layout, for launches:
 
 Counted with :mod:`~torchhpo.engine.instruments` on the seed grid's ``(100,)``
 pack (digits, 20 models, relu and tanh, Adam and SGD): 66 launches a step before
-this layout, 38 after; ``(50, 50)``: 96 before, 46 after.
+this layout, 39 after; ``(50, 50)``: 96 before, 50 after (four activation runs:
+the pack orders models by solver, then activation; each run is one pass a layer).
 
 Everything a runner reads is fixed at construction or written in place by the
 pack between epochs, so one CUDA graph of an epoch stays valid for the
