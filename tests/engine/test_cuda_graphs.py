@@ -402,3 +402,56 @@ def test_k_epochs_per_launch_with_a_device_shuffle(monkeypatch, path):
         for a, b in zip(_state(graphed), _state(eager), strict=True):
             assert torch.equal(a, b)
     assert runner.captures == 1
+
+
+def _maskable(kernel):
+    """The kernel's step rebuilt so that any model may skip any step (slots)."""
+    lay = kernel.layout
+    n_steps = 16
+    every = {s: torch.empty(0, dtype=torch.int64) for s in range(n_steps)}
+    return cuda_graphs.FusedStep(
+        lay.X, lay.Y, lay.loss, lay.out_activation, lay.blocks, lay.first,
+        lay.second, lay.opt, lay.alpha, lay.act_runs, lay.opt_runs, lay.batch,
+        every, lay.masked_steps,
+    )  # fmt: skip
+
+
+def test_one_capture_serves_models_leaving_and_entering_slots(monkeypatch):
+    # A model leaves its slot (zero weights and row counts: masked) and another
+    # enters it (weights and moments written in place): the captured epoch goes
+    # on replaying, with eager epochs' results.
+    monkeypatch.setenv("TORCHHPO_NATIVE", "0")
+    graphed, eager = _pack(), _pack()
+    runner = cuda_graphs.RecordedEpoch(_maskable(graphed._fused_step()))
+    kernel = _maskable(eager._fused_step())
+    idx, weight, denom = graphed._epoch_batches()
+    count = graphed.count
+
+    def epoch(weight, denom, count):
+        losses = []
+        for pack, run in ((graphed, runner.run), (eager, kernel.run)):
+            loss = torch.zeros(pack.size, dtype=torch.float64)
+            run(idx, weight, denom, count, loss)
+            losses.append(loss)
+        assert torch.equal(*losses)
+        for a, b in zip(_state(graphed), _state(eager), strict=True):
+            assert torch.equal(a, b)
+
+    epoch(weight, denom, count)  # warm-up and capture
+    left = _state(graphed)
+    masked = [t.clone() for t in (weight, denom, count)]
+    masked[0][:, 0], masked[1][:, 0], masked[2][:, 0] = 0, 1, 0
+    epoch(*masked)  # slot 0 masked: frozen
+    for a, b in zip(_state(graphed), left, strict=True):
+        assert torch.equal(a[0], b[0]) and not torch.equal(a[1:], b[1:])
+    for pack in (graphed, eager):  # a new model enters slot 0
+        for w in pack.weights:
+            w[0] = 0.01
+        for m in pack.first + pack.second:
+            m[0] = 0
+        pack.opt.step[0] = 0
+    epoch(weight, denom, count)
+    assert not torch.equal(
+        graphed.weights[0][0], torch.full_like(graphed.weights[0][0], 0.01)
+    )
+    assert runner.captures == 1 and not runner.failed

@@ -22,8 +22,9 @@ the capture made. So the pack:
   no step, its loss is zero and its state is left as it was); which models skip a
   step is read from the counts on the device, while the set of steps where some
   may skip (``inactive``'s keys) and the padded steps (``masked_steps``) are
-  fixed at construction: a pack whose slots can have fewer steps declares those
-  steps up front;
+  fixed at construction: a slot pack lists every step in ``inactive`` (one more
+  launch on those steps: the update writes a next state and one ``where`` keeps
+  the skipping slots' state);
 * keeps the layout: a new layer layout, a new number of slots or a new batch
   width is a new step, and a new capture.
 

@@ -72,7 +72,7 @@ import torch
 from . import functional as F
 from . import instruments, native
 from .native.program import NotExpressible, StepProgram, slot_table
-from .optimizers import OptimizerHyper, adam_rates, adam_update_
+from .optimizers import OptimizerHyper, adam_rates
 
 logger = logging.getLogger("torchhpo.engine")
 
@@ -310,8 +310,10 @@ class AtenStep:
         self.sources = [t for group in groups for t in group]
         self.sizes = [t[0].numel() for t in self.sources]
         self.state = empty(M, len(groups) * P)  # [params | first | second]
-        self._saved = empty(M, len(groups) * P)  # for the models that skip a step
-        params, first, *second = self.state.split(P, dim=1)
+        # The next state, on steps that some models may skip: the update writes
+        # it, and one where keeps the skipping models' current state.
+        self._next = empty(M, len(groups) * P)
+        params = self.state[:, :P]
         self._params = params
         blocks = _block_views(params, shapes)
         self.grads = empty(M, P)
@@ -359,11 +361,17 @@ class AtenStep:
             layer = (inputs[i].transpose(1, 2), delta, grads[i], w_t, below)
             self.backward_layers.append((*layer, derivatives))
             delta = below
-        self._prepare_updates(params, first, second[0] if second else None)
+        self._prepare_updates(P)
 
-    def _prepare_updates(self, params, first, second) -> None:
-        """Fix each optimizer run's views: all of its models' layers at once."""
+    def _prepare_updates(self, P: int) -> None:
+        """Fix each optimizer run's views: all of its models' layers at once.
+
+        Per run, the views of the state it reads and of the two states it may
+        write (the state itself, or the next state on maskable steps).
+        """
         lay, g, tmp = self.layout, self.grads, self._scratch
+        params, first, *second = self.state.split(P, dim=1)
+        next_params, next_first, *next_second = self._next.split(P, dim=1)
         cols = {k: c.view(-1, 1) for k, c in lay.opt.columns(lay.dtype).items()}
         self._lr = cols["learning_rate"]
         self._neg_lr = torch.empty_like(self._lr)
@@ -373,12 +381,21 @@ class AtenStep:
             run_cols = {name: c[a:b] for name, c in cols.items()}
             if kind == "adam":
                 adam[a:b] = 1
-                views = (params[a:b], g[a:b], first[a:b], second[a:b], tmp[a:b])
-                self.adam_runs.append((a, b, run_cols, views))
+                read = (params[a:b], g[a:b], first[a:b], second[0][a:b], tmp[a:b])
+                into = (params[a:b], first[a:b], second[0][a:b])
+                into_next = (next_params[a:b], next_first[a:b], next_second[0][a:b])
+                self.adam_runs.append((a, b, run_cols, read, (into, into_next)))
             else:
-                views = (params[a:b], g[a:b], first[a:b], self._neg_lr[a:b])
-                self.sgd_runs.append((run_cols["momentum"], kind == "nesterov", views))
+                read = (params[a:b], g[a:b], first[a:b], self._neg_lr[a:b])
+                into = (params[a:b], first[a:b])
+                into_next = (next_params[a:b], next_first[a:b])
+                nesterov = kind == "nesterov"
+                self.sgd_runs.append(
+                    (run_cols["momentum"], nesterov, read, (into, into_next))
+                )
         self._adam_models = adam
+        # Mixed packs: the SGD models' second moments are written by no update.
+        self._next_from_state = bool(lay.inactive and self.adam_runs and self.sgd_runs)
 
     def run(self, idx, weight, denom, count, loss_acc) -> None:
         """Run every step of an epoch (see :meth:`FusedStep.run`)."""
@@ -452,6 +469,8 @@ class AtenStep:
         """Copy the pack's state in; SGD's ``-lr`` for the epoch."""
         M = self.layout.n_models
         torch.cat([t.view(M, -1) for t in self.sources], dim=1, out=self.state)
+        if self._next_from_state:
+            self._next.copy_(self.state)
         if self.sgd_runs:
             torch.neg(self._lr, out=self._neg_lr)
 
@@ -486,11 +505,11 @@ class AtenStep:
         torch.bmm(self._params.unsqueeze(1), self._coefs.unsqueeze(2), out=sums)
         self._backward()
         self.grads.addcmul_(self._coefs, alpha_scaled.view(-1, 1))
-        if active is not None:
-            self._saved.copy_(self.state)
-        self._update(rates)
-        if active is not None:
-            torch.where(active.view(-1, 1), self.state, self._saved, out=self.state)
+        if active is None:
+            self._update(rates, into_next=False)
+        else:
+            self._update(rates, into_next=True)
+            torch.where(active.view(-1, 1), self._next, self.state, out=self.state)
 
     def _forward(self) -> torch.Tensor:
         """Every layer's bmm and activation; return the output activations."""
@@ -546,17 +565,29 @@ class AtenStep:
                 for derivative, z, d in derivatives:
                     derivative(z, d)
 
-    def _update(self, rates: torch.Tensor | None) -> None:
-        """Every optimizer run's update, all layers of its models at once."""
-        for a, b, cols, (p, g, m, v, tmp) in self.adam_runs:
-            adam_update_(p, g, m, v, cols, rates[a:b].view(-1, 1), tmp)
-        for mu, nesterov, (p, g, vel, neg_lr) in self.sgd_runs:
+    def _update(self, rates: torch.Tensor | None, into_next: bool) -> None:
+        """Every optimizer run's update, all layers of its models at once.
+
+        The formulas of :func:`~torchhpo.engine.optimizers.adam_update_` and
+        :func:`~torchhpo.engine.optimizers.sgd_update_`, op for op, written into
+        the state or (``into_next``) the next state.
+        """
+        for a, b, cols, (p, g, m, v, tmp), into in self.adam_runs:
+            p2, m2, v2 = into[into_next]
+            torch.mul(m, cols["beta_1"], out=m2).addcmul_(cols["one_minus_beta_1"], g)
+            torch.mul(g, g, out=tmp)
+            torch.mul(v, cols["beta_2"], out=v2).addcmul_(cols["one_minus_beta_2"], tmp)
+            torch.sqrt(v2, out=tmp).add_(cols["epsilon"])
+            step = torch.mul(m2, rates[a:b].view(-1, 1), out=g)
+            torch.addcdiv(p, step, tmp, value=-1, out=p2)
+        for mu, nesterov, (p, g, vel, neg_lr), into in self.sgd_runs:
+            p2, vel2 = into[into_next]
             # vel + g * (-lr) is bit for bit vel - lr * g (see sgd_update_).
-            vel.mul_(mu).addcmul_(g, neg_lr)
+            torch.mul(vel, mu, out=vel2).addcmul_(g, neg_lr)
             if nesterov:
-                p.addcmul_(vel, mu).addcmul_(g, neg_lr)
+                torch.addcmul(p, vel2, mu, out=p2).addcmul_(g, neg_lr)
             else:
-                p.add_(vel)
+                torch.add(p, vel2, out=p2)
 
 
 class StepWorkspace:
@@ -1314,6 +1345,9 @@ class FusedStep:
     inactive : dict of int to Tensor
         For the steps some models do not take (their epochs have fewer steps): the
         slots whose parameters and optimizer state the step must leave unchanged.
+        The ATen step reads only the keys (the steps where a model may skip) and
+        takes which models skip from ``count`` on the device: a slot pack lists
+        every step, and a masked slot (zero counts) is then frozen.
     masked_steps : set of int, optional
         Steps with zero-weight rows (padding), whose output deltas are masked so
         that an overflowing output there cannot leak; ``None``: every step.
