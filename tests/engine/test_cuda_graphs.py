@@ -118,7 +118,7 @@ class _RecordedEpoch(GraphedEpoch):
 
 
 @pytest.mark.parametrize("fail", [False, True])
-def test_replayed_epochs_match_eager_epochs(digits, monkeypatch, fail):
+def test_replayed_epochs_match_eager_epochs(digits, monkeypatch, fail, step_path):
     X, Y = digits
     eager = _train(X, Y, "cpu")
     _RecordedEpoch.instances = []

@@ -312,7 +312,7 @@ class AtenStep:
         self.state = empty(M, len(groups) * P)  # [params | first | second]
         # The next state, on steps that some models may skip: the update writes
         # it, and one where keeps the skipping models' current state.
-        self._next = empty(M, len(groups) * P)
+        self._next = empty(M, len(groups) * P) if lay.inactive else self.state
         params = self.state[:, :P]
         self._params = params
         blocks = _block_views(params, shapes)
@@ -462,8 +462,7 @@ class AtenStep:
         """
         if not self.layout.fast_loss:
             return self.layout.epoch_loss(data_loss, squares, denom, count)
-        penalty = squares.mul_(alpha_scaled).mul_(0.5)
-        return data_loss.add_(penalty).mul_(count)
+        return data_loss.addcmul_(squares, alpha_scaled, value=0.5).mul_(count)
 
     def _begin(self) -> None:
         """Copy the pack's state in; SGD's ``-lr`` for the epoch."""
