@@ -268,19 +268,21 @@ def _block_views(flat: torch.Tensor, shapes: Sequence[tuple[int, int]]):
 
 #: Inputs and targets side by side, ``(N, n_features + 1 + K)``, per (X, Y) pair.
 _joined: dict[tuple[int, int], tuple] = {}
+_joined_lock = threading.Lock()
 
 
 def _inputs_and_targets(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """``[X | Y^T]``, made once per data (one gather then reads a batch's rows)."""
     key = (id(X), id(Y))
-    entry = _joined.get(key)
-    if entry is not None and entry[0]() is X and entry[1]() is Y:
-        return entry[2]
-    joined = torch.cat([X, Y.t().to(X.dtype)], dim=1)
-    for stale in [k for k, (x, y, _) in _joined.items() if x() is None or y() is None]:
-        del _joined[stale]
-    _joined[key] = (weakref.ref(X), weakref.ref(Y), joined)
-    return joined
+    with _joined_lock:  # packs are built in worker threads
+        entry = _joined.get(key)
+        if entry is not None and entry[0]() is X and entry[1]() is Y:
+            return entry[2]
+        joined = torch.cat([X, Y.t().to(X.dtype)], dim=1)
+        for stale in [k for k, (x, y, _) in _joined.items() if x() is None]:
+            del _joined[stale]
+        _joined[key] = (weakref.ref(X), weakref.ref(Y), joined)
+        return joined
 
 
 class AtenStep:
