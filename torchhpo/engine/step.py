@@ -321,7 +321,9 @@ class AtenStep:
         self.grads = empty(M, P)
         grads = _block_views(self.grads, shapes)
         self._scratch = empty(M, P)
-        self._coefs = empty(M, P)  # parameters with zeros on the intercept rows
+        # Parameters with zeros on the intercept rows, read before the update uses
+        # the scratch space.
+        self._coefs = self._scratch
         mask = torch.ones(P, dtype=dtype, device=device)
         for block in _block_views(mask.view(1, P), shapes):
             block[:, -1] = 0
