@@ -302,6 +302,7 @@ class Pack:
         self.layouts = 0  # slot layouts set up: the start, admissions, compactions
         self._last_arrival: tuple[list[int], object] | None = None
         first = self.queue.take(self.capacity)
+        first.sort(key=lambda p: _class_key(self.hypers[p]))  # contiguous runs
         self._install(self._slot_values(first))
         self._refresh_layout()
 

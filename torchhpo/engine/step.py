@@ -446,7 +446,7 @@ class AtenStep:
         self._end(n_steps, active)
         alpha_scaled = alpha_scaled.view(n_steps, -1)
         loss = self._loss(data_loss, squares, alpha_scaled, denom, count)
-        loss_acc.add_(loss.sum(dim=0))
+        loss_acc.add_(sum_over_steps(loss))
 
     def step(
         self, idx, w3, w_scaled, alpha_scaled, pad, denom, count, loss_acc, step_index,
