@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from . import cuda_graphs
 from .data import DeviceData
 from .lbfgs import fit_lbfgs
 from .pack import Pack
@@ -203,7 +204,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 def _release(device: torch.device) -> None:
     if device.type == "cuda":
-        torch.cuda.empty_cache()
+        cuda_graphs.empty_cache()  # never while another thread captures
 
 
 def run_job(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from . import native, rng
+from . import instruments, native, rng
 from .admission import AdmissionQueue
 from .buffers import BlockAttribute
 from .convergence import ConvergenceTracker
@@ -231,6 +231,9 @@ class Pack:
     second = BlockAttribute("_second", "both")
     best_weights = BlockAttribute("_best", "weights")
     best_biases = BlockAttribute("_best", "biases")
+
+    #: Packs count their epochs and slot-epochs into :mod:`.instruments`.
+    records_instruments = True
 
     #: Per-slot tensors (model axis first), selected and extended together.
     _SLOT_TENSORS = ("seeds", "epochs", "shuffle", "train_rows", "n_train", "batch")
@@ -746,6 +749,7 @@ class Pack:
         list of (caller_index, ModelResult)
         """
         results: list[tuple[int, ModelResult]] = []
+        instruments.record_pack()
         last = time.perf_counter()
         epoch = 0
         while self.live.any():
@@ -755,6 +759,7 @@ class Pack:
             losses, val_scores, monitor_scores = self.run_epoch()
             self.live_epochs += n_live
             self.slot_epochs += self.capacity
+            instruments.record_epoch(n_live, self.capacity)
             slots = np.flatnonzero(self.live)
             positions = self.occupant[slots]
             # Each model's own epoch: models entered the pack at different epochs.
