@@ -80,7 +80,7 @@ class TrialStream(TaskFeed):
         self.search = runner.search
         self.views, self.view, self.data_key = views, view, data_key
         self.start = time.monotonic()
-        self.n_asked = 0
+        self.n_asked = runner.n_done  # trials a checkpoint resumed
         self.trials: list = []  # by candidate
         self.params: list[dict] = []  # by candidate
         self.models: list[list[_Model]] = []  # by candidate
@@ -92,7 +92,7 @@ class TrialStream(TaskFeed):
         if runner.epochs is not None:
             self.policy = TrialPruning([], [], runner.error_score)
         self.bar = None
-        self.deferred: list = []  # trials for the batch path
+        self.deferred: list = []  # (trial, error) pairs for the batch path
 
     # -- asking ------------------------------------------------------------------
     def _can_ask(self) -> bool:
@@ -134,17 +134,17 @@ class TrialStream(TaskFeed):
         """Ask a trial and prepare its fold models; None if it cannot stream."""
         runner, search = self.runner, self.search
         runner._fail_stale_trials()
-        trial = self.study.ask(fixed_distributions=search.param_distributions)
+        trial, error = runner._ask()
         self.n_asked += 1
         if search.n_trials is None and self.bar is not None:
             self.bar.grow(runner.n_splits, runner.n_splits * self.budget)
         runner._open[trial.number] = trial
         c = len(self.trials)
-        prepared = self._prepare(trial, c)
+        prepared = None if error is not None else self._prepare(trial, c)
         if prepared is None:
             # Parameters the engine cannot stream: the batch path decides, once
             # the stream has ended (not from inside the engine's call).
-            self.deferred.append(trial)
+            self.deferred.append((trial, error))
             return None
         models, tasks = prepared
         self.trials.append(trial)
