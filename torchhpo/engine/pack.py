@@ -119,6 +119,11 @@ def _rows(rows: np.ndarray | None) -> np.ndarray:
     return np.zeros(0, np.int64) if rows is None else rows
 
 
+def _finite(state: ModelState) -> bool:
+    """Whether every weight of ``state`` is finite."""
+    return all(np.isfinite(w).all() for w in state.coefs + state.intercepts)
+
+
 def _score_width(lengths) -> int:
     """Width of a score-row table: the longest row set, up to a multiple of 16.
 
@@ -454,6 +459,9 @@ class Pack:
 
     def _refresh_layout(self) -> None:
         """Recompute runs and the static batch schedule for the models in the pack."""
+        self.early_stopping_slots = np.array(
+            [self.hypers[i].early_stopping for i in self.occupant], dtype=bool
+        )
         labels_act = [self.hypers[i].activation for i in self.occupant]
         kinds = [optimizer_kind(self.hypers[i]) for i in self.occupant]
         self.layouts += 1
@@ -777,7 +785,10 @@ class Pack:
             if self.early_stopping and improved.any():
                 self._save_best(improved)
             failed = np.zeros(self.size, dtype=bool)
-            bad_loss = ~np.isfinite(losses) & live
+            # scikit-learn keeps training an early-stopping model whose weights
+            # overflowed (its best weights are what it returns): only the others
+            # fail at a non-finite loss.
+            bad_loss = ~np.isfinite(losses) & live & ~self.early_stopping_slots
             if bad_loss.any():
                 bad = np.flatnonzero(bad_loss)
                 failed[bad] = ~self._finite_weights(bad)
@@ -953,7 +964,7 @@ class Pack:
                     "Solver produced non-finite parameter weights. The input data may "
                     "contain large values and need to be preprocessed."
                 )
-                if failed[slot]
+                if failed[slot] or (es and not _finite(state))
                 else None,
                 convergence_message=message,
                 fit_time=float(self.model_time[pos]),

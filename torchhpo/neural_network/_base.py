@@ -438,69 +438,9 @@ class BaseMLP(BaseEstimator, ABC):
                 self._print_progress(state, task)
         message = result.convergence_message
         if result.failure is not None:
-            if not self._diverged_with_early_stopping(result):
-                raise ValueError(result.failure)
-            message = self._run_out_diverged_epochs(result, task)
+            raise ValueError(result.failure)
         if message is not None:
             warnings.warn(message, ConvergenceWarning, stacklevel=3)
-
-    def _diverged_with_early_stopping(self, result: ModelResult) -> bool:
-        """Whether a failed model is one scikit-learn fits: it keeps its best weights.
-
-        With ``early_stopping``, scikit-learn does not stop a model whose weights
-        overflowed: its validation score is NaN from then on, and a NaN score
-        never counts as "no improvement" (the comparison is false), so training
-        runs to ``max_iter``, and the best weights, which are finite, are restored
-        (``test_mlp_diverging_loss``). The engine fails such a model at its first
-        non-finite loss; this recognises it from the result: a NaN last validation
-        score and finite best weights.
-        """
-        state = result.state
-        scores = state.validation_scores or []
-        return (
-            self.solver in _STOCHASTIC_SOLVERS
-            and bool(self.early_stopping)
-            and len(scores) > 0
-            and math.isnan(scores[-1])
-            and all(np.isfinite(w).all() for w in state.coefs + state.intercepts)
-        )
-
-    def _run_out_diverged_epochs(
-        self, result: ModelResult, task: ModelTask | None
-    ) -> str | None:
-        """Record the epochs scikit-learn trains a diverged model to ``max_iter``.
-
-        Each one has a NaN loss and a NaN validation score and resets the
-        no-improvement count; their weights are never kept (the best ones are).
-        Returns scikit-learn's ``max_iter`` warning message where it warns.
-        """
-        start = task.init if task is not None and task.init is not None else None
-        start_epochs = len(start.loss_curve) if start is not None else 0
-        start_t = start.t if start is not None else 0
-        trained = len(self.loss_curve_) - start_epochs  # in this fit
-        if task is not None:
-            n_train = len(task.train_index)
-        else:
-            n_train = (self.t_ - start_t) // max(trained, 1)
-        remaining = max(int(self.max_iter) - trained, 0)
-        self.loss_curve_ += [math.nan] * remaining
-        self.validation_scores_ += [math.nan] * remaining
-        self.loss_ = math.nan
-        self.n_iter_ += remaining
-        self.t_ += remaining * n_train
-        self._epochs_seen += remaining
-        self._no_improvement_count = 0
-        optimizer = self._optimizer_state
-        if optimizer is not None and self.learning_rate == "invscaling":
-            optimizer.learning_rate = (
-                self.learning_rate_init / (self.t_ + 1) ** self.power_t
-            )
-        if self.n_iter_ != self.max_iter:
-            return None
-        return (
-            f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
-            "and the optimization hasn't converged yet."
-        )
 
     def _loss_grad_lbfgs(
         self,
