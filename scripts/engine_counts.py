@@ -161,9 +161,22 @@ def count(name: str, max_iter, graphs: bool):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--searches", default=",".join(SEARCHES))
-    parser.add_argument("--max-iter", type=int, default=None)
-    parser.add_argument("--no-graphs", action="store_true")
+    parser.add_argument(
+        "--searches",
+        default=",".join(SEARCHES),
+        help="comma-separated searches to count (default: all)",
+    )
+    parser.add_argument(
+        "--max-iter",
+        type=int,
+        default=None,
+        help="epochs per model (shorter runs; per-step figures do not change)",
+    )
+    parser.add_argument(
+        "--no-graphs",
+        action="store_true",
+        help="eager epochs instead of the recorded-graph stand-in",
+    )
     args = parser.parse_args(argv)
     import torch
 

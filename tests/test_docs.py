@@ -22,6 +22,7 @@ USER_SECTIONS = {
     "Command line",
     "More: the user guide and the engine's design",
     "Speed",
+    "Differences from scikit-learn and optuna_integration",
     "Set up and test on a fresh machine",
 }
 

@@ -179,11 +179,15 @@ _LOAD = "from torchhpo.engine import native; print(native.load() is not None)"
 def test_a_damaged_build_is_rebuilt_before_loading(fresh, damage):
     library = _built(fresh)
     whole = library.read_bytes()
-    library.write_bytes(
+    # Damaged through a new file renamed over it: this process may have the
+    # library mapped, and writing into that very file would SIGBUS it here.
+    damaged = library.with_suffix(".damaged")
+    damaged.write_bytes(
         {"truncated": whole[: len(whole) // 2], "empty": b"", "garbage": b"\x7fELF"}[
             damage
         ]
     )
+    os.replace(damaged, library)
     # A fresh interpreter: a truncated library would SIGBUS it inside dlopen.
     env = {**os.environ, "TORCHHPO_CACHE_DIR": str(fresh), "TORCHHPO_NATIVE": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(native.__file__).parents[3])])

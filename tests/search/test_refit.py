@@ -59,7 +59,9 @@ def test_refit_equals_a_plain_fit(estimator, prefix, dataset, request):
     }
     search = GridSearchCV(estimator, grid, cv=3, progress=False).fit(X, y)
     best = clone(estimator).set_params(**search.best_params_)
-    plain = _plain_fit(best, X, y, threads=2)
+    # On one thread, as the refit: with more, MKL may split the matmuls (it does
+    # on AMD EPYC) and change the last bits of a float32 plain fit.
+    plain = _plain_fit(best, X, y, threads=1)
     assert type(search.best_estimator_) is type(plain)
     for got, expected in zip(
         _weights(search.best_estimator_), _weights(plain), strict=True
