@@ -18,6 +18,7 @@ same as without the error.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -77,6 +78,9 @@ class PackStats:
     layouts: int
 
 
+#: Seconds an idle worker waits before asking a feed again.
+_IDLE_WAIT = 0.01
+
 #: Free slots a worker without a pack offers: any whole unit.
 _ANY = 1 << 30
 
@@ -122,6 +126,7 @@ class Arrivals:
             indices = self.more(None, _ANY)
             if indices:
                 return self.plan(indices)
+            time.sleep(_IDLE_WAIT)  # nothing yet: models still training decide
 
 
 @dataclass

@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 
 import optuna
+from optuna.trial import TrialState
 from sklearn.base import clone
 
 from ..engine import DeviceData, train_models
@@ -104,6 +105,23 @@ class TrialStream(TaskFeed):
         timeout = search.timeout
         return timeout is None or time.monotonic() - self.start < timeout
 
+    def _waiting_for_startup(self) -> bool:
+        """Whether the pruner still waits for its first trials to complete.
+
+        ``MedianPruner`` and ``PercentilePruner`` prune nothing until
+        ``n_startup_trials`` trials have completed: trials started before then
+        run to the end whatever they score. So until then, only that many
+        trials run at once (as a sequential search would have them).
+        """
+        if self.policy is None:
+            return False
+        n_startup = getattr(self.study.pruner, "_n_startup_trials", 0)
+        if not isinstance(n_startup, int) or n_startup <= 0:
+            return False
+        done = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        running = sum(1 for left in self.left.values() if left > 0)
+        return done < n_startup and running >= n_startup - done
+
     def exhausted(self) -> bool:
         """No trial left to ask and none asked but waiting for slots."""
         return not self._can_ask() and not any(self.pending.values())
@@ -119,6 +137,8 @@ class TrialStream(TaskFeed):
         # worth of shapes: a trial of another shape waits for its own pack.
         if free < self.runner.n_splits or not self._can_ask():
             return []  # a trial's folds enter together
+        if self._waiting_for_startup():
+            return []
         if sum(map(len, self.pending.values())) >= 2:
             return []
         c = self._ask()
