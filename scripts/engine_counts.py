@@ -23,10 +23,15 @@ with ``early_stopping=True``. Counting runs every ATen call through Python: expe
 a search to take several times its usual time (``--max-iter`` shortens them; the
 per-step and per-epoch figures do not depend on it).
 
+``--occupancy`` measures occupancy and wall time alone, on the CPU's own path (no
+op counting, so at full speed), with the packs on worker threads of this process;
+it adds the issue's two larger searches: ``optuna-100`` (100 pruned trials) and
+``random-es-1000`` (1,000 candidates with ``early_stopping=True``: 5,000 models).
+
 Usage
 -----
 ``PYTHONPATH=. python scripts/engine_counts.py [--searches seed-grid,optuna-pruned,
-early-stopping] [--max-iter N] [--no-graphs]``
+early-stopping] [--max-iter N] [--no-graphs] [--occupancy]``
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ import os
 import sys
 import warnings
 
-os.environ["TORCHHPO_NATIVE"] = "0"  # the path CUDA runs, before torchhpo loads
+if "--occupancy" not in sys.argv:
+    os.environ["TORCHHPO_NATIVE"] = "0"  # the path CUDA runs, before torchhpo loads
 
 SEED_GRID = {
     "hidden_layer_sizes": [(50, 50), (100,)],
@@ -66,7 +72,7 @@ def seed_grid(max_iter):
     return GridSearchCV(_model(max_iter), SEED_GRID, cv=5, progress=False)
 
 
-def optuna_pruned(max_iter):
+def optuna_pruned(max_iter, n_trials=20):
     try:
         import optuna
         from optuna.distributions import CategoricalDistribution, FloatDistribution
@@ -88,12 +94,12 @@ def optuna_pruned(max_iter):
     )
     model = _model(max_iter).set_params(hidden_layer_sizes=(100,))
     return OptunaSearchCV(
-        model, space, cv=5, n_trials=20, study=study, enable_pruning=True,
+        model, space, cv=5, n_trials=n_trials, study=study, enable_pruning=True,
         max_iter=max_iter or 200, progress=False,
     )  # fmt: skip
 
 
-def early_stopping(max_iter):
+def early_stopping(max_iter, n_iter=40):
     from scipy.stats import loguniform
 
     from torchhpo import RandomizedSearchCV
@@ -107,7 +113,7 @@ def early_stopping(max_iter):
     }
     model = _model(max_iter).set_params(early_stopping=True)
     return RandomizedSearchCV(
-        model, space, cv=5, n_iter=40, random_state=0, progress=False
+        model, space, cv=5, n_iter=n_iter, random_state=0, progress=False
     )
 
 
@@ -116,6 +122,43 @@ SEARCHES = {
     "optuna-pruned": optuna_pruned,
     "early-stopping": early_stopping,
 }
+LARGE = {
+    "optuna-100": lambda max_iter: optuna_pruned(max_iter, n_trials=100),
+    "random-es-1000": lambda max_iter: early_stopping(max_iter, n_iter=1000),
+}
+
+
+def occupancy(name: str, max_iter):
+    """Run one search at full speed; return (occupancy, wall seconds) or None."""
+    import time
+
+    from torchhpo.engine.backends import local
+    from torchhpo.engine.pack import Pack
+
+    search = {**SEARCHES, **LARGE}[name](max_iter)
+    if search is None:
+        return None
+    local.fork_usable = lambda devices: False  # threads: the packs stay here
+    packs = []
+    train = Pack.train
+
+    def recording(self, *args, **kwargs):
+        out = train(self, *args, **kwargs)
+        packs.append(self)
+        return out
+
+    Pack.train = recording
+    X, y = _digits()
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search.fit(X, y)
+    seconds = time.perf_counter() - start
+    Pack.train = train
+    searched = packs[:-1]  # the last pack is the refit
+    live = sum(p.live_epochs for p in searched)
+    slots = sum(p.slot_epochs for p in searched)
+    return live / max(slots, 1), seconds
 
 
 def _count_slots_from_outside():
@@ -177,8 +220,23 @@ def main(argv=None) -> int:
         action="store_true",
         help="eager epochs instead of the recorded-graph stand-in",
     )
+    parser.add_argument(
+        "--occupancy",
+        action="store_true",
+        help="occupancy and wall time only, at full speed on the CPU's own path",
+    )
     args = parser.parse_args(argv)
     import torch
+
+    if args.occupancy:
+        print(f"{'search':<16}{'occupancy':>10}{'wall s':>9}")
+        for name in args.searches.split(","):
+            got = occupancy(name, args.max_iter)
+            if got is None:
+                print(f"{name:<16}  skipped (optuna is not installed)")
+                continue
+            print(f"{name:<16}{got[0]:>10.3f}{got[1]:>9.2f}", flush=True)
+        return 0
 
     torch.set_num_threads(1)  # one worker: every pack trains in this thread
     _count_slots_from_outside()
