@@ -6,8 +6,8 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import StratifiedKFold
 
-from torchhpo.engine import DeviceData, Hyperparams, ModelTask, train_models
-from torchhpo.engine.trainer import balance_packs, plan_packs
+from torchhpo.engine import DeviceData, Hyperparams, ModelTask, memory, train_models
+from torchhpo.engine.trainer import plan_jobs, plan_packs
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +63,23 @@ def test_plan_groups_by_shape_and_leaves_lbfgs_out(digits_tasks):
     assert len(packs) == 2  # (16,) and (8, 8)
 
 
-def test_balance_splits_until_every_worker_has_a_pack():
-    packs = balance_packs([list(range(10))], 4)
-    assert len(packs) == 4
-    assert sorted(i for p in packs for i in p) == list(range(10))
-    assert balance_packs([[0]], 4) == [[0]]
+def test_jobs_queue_each_shape_through_slots_for_every_worker(digits_tasks):
+    data, tasks = digits_tasks
+    same_shape = [t for t in tasks if t.hyper.hidden_layer_sizes == (16,)] * 10
+    stochastic = [i for i, t in enumerate(same_shape) if t.hyper.solver != "lbfgs"]
+    budget = 10**12
+    jobs = plan_jobs(same_shape, data, max_pack_size=4, budget=budget, n_workers=2)
+    assert sorted(i for job in jobs for i in job.members) == stochastic
+    assert len(jobs) == 4  # two queues per worker
+    assert all(job.slots == 4 < len(job) for job in jobs)  # models wait for slots
+    # A single model is no queue to split; the memory budget caps the slots.
+    (one,) = plan_jobs(
+        same_shape[:1], data, max_pack_size=4, budget=budget, n_workers=4
+    )
+    assert one.slots == 1
+    tight = memory.task_bytes(data, [same_shape[0]]) * 3
+    jobs = plan_jobs(same_shape, data, max_pack_size=None, budget=tight, n_workers=1)
+    assert all(job.slots <= 3 for job in jobs)
 
 
 def test_plan_splits_large_groups_into_near_equal_packs(digits_tasks):

@@ -5,9 +5,9 @@ optimizer moments ``(M, fan_in, fan_out)``, one batch of activations per model, 
 each model's index tables. :func:`model_bytes` estimates one model's share;
 :func:`pack_budget` says how many bytes one pack may use on a device (CUDA: a
 fraction of the free memory; CPU: a fixed cap, as the host has no "free" figure a
-pack should claim); :func:`split_to_fit` cuts packs to what fits. The estimate is
-deliberately generous: if it is still short, a CUDA out-of-memory error splits the
-pack and retries (:mod:`~torchhpo.engine.jobs`).
+pack should claim); :func:`~torchhpo.engine.trainer.plan_jobs` sizes packs' slots
+to what fits. The estimate is deliberately generous: if it is still short, a CUDA
+out-of-memory error splits the pack and retries (:mod:`~torchhpo.engine.jobs`).
 """
 
 from __future__ import annotations
@@ -125,24 +125,3 @@ def _physical_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not POSIX
         return 4 * CPU_BUDGET_BYTES
-
-
-def split_to_fit(
-    packs: list[list[int]],
-    data: DeviceData,
-    tasks: Sequence[ModelTask],
-    budget: int,
-) -> list[list[int]]:
-    """Cut each pack into equal-sized consecutive parts that fit in ``budget`` bytes.
-
-    A model's result does not depend on its pack-mates, so this changes nothing but
-    the schedule. A single model over budget still gets a pack of its own.
-    """
-    fitted = []
-    for members in packs:
-        per_model = task_bytes(data, [tasks[i] for i in members])
-        capacity = max(budget // per_model, 1)
-        n_parts = -(-len(members) // capacity)
-        size = -(-len(members) // n_parts)
-        fitted.extend(members[i : i + size] for i in range(0, len(members), size))
-    return fitted

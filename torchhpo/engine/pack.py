@@ -452,11 +452,6 @@ class Pack:
         for block in (*self._params.blocks, *self._first.blocks, *self._second.blocks):
             block.index_fill_(0, index, 0.0)
 
-    @property
-    def alive(self) -> np.ndarray:
-        """Positions of the models training now, in slot order."""
-        return self.occupant[self.live]
-
     def _refresh_layout(self) -> None:
         """Recompute runs and the static batch schedule for the models in the pack."""
         self.early_stopping_slots = np.array(

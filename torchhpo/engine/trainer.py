@@ -145,21 +145,6 @@ def plan_jobs(
     return [Job(tuple(m), slots=min(c, len(m))) for m, c in jobs]
 
 
-def balance_packs(packs: list[list[int]], n_workers: int) -> list[list[int]]:
-    """Split the largest packs in two until there is work for ``n_workers``.
-
-    A model's result does not depend on its pack-mates, so splitting changes
-    nothing but the schedule. Returned largest first (longest work first).
-    """
-    packs = sorted(packs, key=len, reverse=True)
-    while 0 < len(packs) < n_workers and len(packs[0]) > 1:
-        big = packs.pop(0)
-        half = (len(big) + 1) // 2
-        packs.extend([big[:half], big[half:]])
-        packs.sort(key=len, reverse=True)
-    return packs
-
-
 def _devices(data: DeviceData, devices) -> list[torch.device]:
     """Return the training devices with their indices (default: the data's)."""
     if devices is None:
@@ -190,10 +175,11 @@ def train_models(
 ) -> list[ModelResult]:
     """Train every task on ``data``; return one result per task, in task order.
 
-    Models of equal shapes are grouped into packs (:func:`plan_packs`), packs are
-    cut to the memory budget (:mod:`~torchhpo.engine.memory`) and split until
-    every worker has one (:func:`balance_packs`), and a backend trains them. None
-    of this changes a result: a model's result depends only on its own task.
+    Models of equal shapes are queued through packs of fixed slots
+    (:func:`plan_jobs`: capacities from ``max_pack_size`` and the memory budget
+    of :mod:`~torchhpo.engine.memory`, queues enough for every worker), and a
+    backend trains them. None of this changes a result: a model's result depends
+    only on its own task.
 
     Parameters
     ----------
