@@ -32,7 +32,7 @@ pytestmark = [
 # The pack hook below runs inside Ray workers, which cannot import this module.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-N_PACKS = 4  # 12 models in queues of 3 (2 per node) through packs of 2 slots
+N_PACKS = 6  # 12 models, packs of 2 (too few models to queue through slots)
 
 
 def search(**options):

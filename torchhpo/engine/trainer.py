@@ -79,6 +79,10 @@ def _group_bounds(tasks, members, bounds, max_pack_size) -> list[int]:
 #: is given (a CUDA device): the number of models one step trains at once.
 FEED_PACK_SIZE = 256
 
+#: A shape's models queue through slots only when each queue would hold at
+#: least this many packs' worth of models (else: packs of all their models).
+QUEUE_MIN = 2
+
 #: Jobs planned per worker: enough for workers that finish early to take more,
 #: few enough that each job's queue keeps its slots full for most of its life.
 JOBS_PER_WORKER = 2
@@ -96,9 +100,10 @@ def plan_jobs(
     """Plan slot-packs: per shape, queues of models flowing through fixed slots.
 
     Each shape's models (in task order, so a candidate's folds stay together) are
-    cut into about ``JOBS_PER_WORKER * n_workers`` queues over all shapes, never
-    into queues shorter than a pack's capacity (``max_pack_size``, and what fits
-    in ``budget`` bytes); each queue is one job whose pack has that many slots. A
+    cut into about ``JOBS_PER_WORKER * n_workers`` queues over all shapes when
+    each would hold at least :data:`QUEUE_MIN` packs' worth of models (the
+    pack's capacity: ``max_pack_size``, and what fits in ``budget`` bytes), and
+    into packs of all their models otherwise; each is one job. A
     model's result does not depend on its pack, so this changes only the schedule.
 
     Parameters
@@ -127,7 +132,12 @@ def plan_jobs(
         per_model = memory.task_bytes(data, [tasks[i] for i in members])
         capacity = max(min(max_pack_size or len(members), budget // per_model), 1)
         wanted = max(round(target * len(members) / max(total, 1)), 1)
-        n_queues = min(wanted, -(-len(members) // capacity), queues or len(members))
+        n_packs = -(-len(members) // capacity)
+        # Queues pay where many models wait: a model admitted late stretches
+        # its pack's last epochs, so a few models over a pack's capacity are
+        # better a pack of their own, run by whichever worker is free.
+        long_queues = len(members) > QUEUE_MIN * wanted * capacity
+        n_queues = min(wanted if long_queues else n_packs, queues or len(members))
         bounds = [round(k * len(members) / n_queues) for k in range(n_queues + 1)]
         bounds = _group_bounds(tasks, members, bounds, None)
         for a, b in pairwise(bounds):
