@@ -871,9 +871,15 @@ class Pack:
         )
         for name in ("loss_history", "val_history"):
             history = getattr(self, name)
-            width = max(history.shape[1], epochs)
-            grown = np.full((len(self.tasks), width), np.nan)
-            grown[: len(history), : history.shape[1]] = history
+            rows, width = history.shape
+            if rows >= len(self.tasks) and width >= epochs:
+                continue
+            # Doubling: a long stream of arrivals copies its histories O(log n)
+            # times, not once per model.
+            grown = np.full(
+                (max(2 * rows, len(self.tasks)), max(width, epochs)), np.nan
+            )
+            grown[:rows, :width] = history
             setattr(self, name, grown)
         same_group = (
             self.policy is not None
