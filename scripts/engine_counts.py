@@ -31,7 +31,11 @@ it adds the issue's two larger searches: ``optuna-100`` (100 pruned trials) and
 Usage
 -----
 ``PYTHONPATH=. python scripts/engine_counts.py [--searches seed-grid,optuna-pruned,
-early-stopping] [--max-iter N] [--no-graphs] [--occupancy]``
+early-stopping] [--max-iter N] [--no-graphs] [--block-epochs K] [--occupancy]``
+
+``--block-epochs 10`` runs the loop CUDA runs (:mod:`torchhpo.engine.blocks`:
+ten epochs and their stopping decisions per host look, models written into
+freed slots in place) on the CPU.
 """
 
 from __future__ import annotations
@@ -221,11 +225,20 @@ def main(argv=None) -> int:
         help="eager epochs instead of the recorded-graph stand-in",
     )
     parser.add_argument(
+        "--block-epochs",
+        type=int,
+        default=None,
+        help="epochs per host look K (the CUDA path's blocks; default: the "
+        "device's, which on a CPU is 0, a host look every epoch)",
+    )
+    parser.add_argument(
         "--occupancy",
         action="store_true",
         help="occupancy and wall time only, at full speed on the CPU's own path",
     )
     args = parser.parse_args(argv)
+    if args.block_epochs is not None:
+        os.environ["TORCHHPO_BLOCK_EPOCHS"] = str(args.block_epochs)
     import torch
 
     if args.occupancy:

@@ -110,6 +110,14 @@ class LayerBlocks:
         for dst, src in zip(self.blocks, source.blocks, strict=True):
             dst.index_copy_(0, index, src.index_select(0, index))
 
+    def write_rows_(self, index: torch.Tensor, source: LayerBlocks) -> None:
+        """Write ``source``'s models (in order) into the models at ``index``.
+
+        In place: the blocks stay the tensors a step (or a captured graph) reads.
+        """
+        for dst, src in zip(self.blocks, source.blocks, strict=True):
+            dst.index_copy_(0, index, src)
+
 
 class BlockAttribute:
     """A per-layer list attribute of a pack backed by :class:`LayerBlocks`.

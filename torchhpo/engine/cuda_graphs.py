@@ -202,6 +202,27 @@ class GraphedEpoch:
             self._block = (n_epochs, replay, losses)
         return result
 
+    def run_block(self, block: Callable[[], None]) -> None:
+        """Run ``block`` (device work only: K epochs and their decisions).
+
+        The first call runs it eagerly, then captures it; later calls replay the
+        capture, one launch per block. The block must read and write only tensors
+        that outlive it (a pack writes new models into its slots in place), so
+        one capture serves the pack's life.
+        """
+        if not self.failed and _cublas_refuses():
+            self._give_up("deterministic algorithms need CUBLAS_WORKSPACE_CONFIG")
+        if self.failed:
+            block()
+            return
+        if getattr(self, "_whole_block", None) is not None:
+            self._whole_block()
+            return
+        device = self.kernel.layout.device
+        self._warm_up(block, device)  # the real first block
+        if not self.failed:
+            self._whole_block = self._checked_capture(block, device)
+
     def _give_up(self, reason: str) -> None:
         warnings.warn(
             f"CUDA graph capture of a pack's epoch failed ({reason}); training "

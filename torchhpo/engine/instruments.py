@@ -22,9 +22,10 @@ counter sees the threads in which :func:`measure` or a :func:`section` runs.
 Syncs are counted from the operations that need one on CUDA
 (``aten._local_scalar_dense``, outputs of data-dependent shape such as
 ``nonzero``, copies to the CPU) and from
-the host reads ``Tensor.cpu``, ``Tensor.numpy`` and ``Tensor.tolist``, which on the
-path CUDA runs each read device memory; on a CPU the last three are counted even
-where the tensor already is on the host, so the figure is an upper bound there.
+the host reads ``Tensor.cpu`` and ``Tensor.tolist``, which on the path CUDA runs
+each read device memory (``Tensor.numpy`` raises on a device tensor, so it always
+follows a counted ``cpu``); on a CPU they are counted even where the tensor
+already is on the host, so the figure is an upper bound there.
 """
 
 from __future__ import annotations
@@ -65,8 +66,10 @@ _NO_KERNEL = {
 }
 #: Tags of operations whose output the host must read before it can go on.
 _SYNC_TAGS = (torch.Tag.dynamic_output_shape, torch.Tag.data_dependent_output)
-#: Tensor methods that read a tensor into host memory.
-_HOST_READS = ("cpu", "numpy", "tolist")
+#: Tensor methods that read a tensor into host memory. Not ``numpy``: it raises
+#: on a device tensor, so code that runs on CUDA reads through ``cpu`` (counted)
+#: first, and counting both would count one transfer twice.
+_HOST_READS = ("cpu", "tolist")
 
 
 @dataclass

@@ -72,6 +72,18 @@ class OptimizerHyper:
             }
         return cache[dtype]
 
+    def write_(self, index: torch.Tensor, other: OptimizerHyper) -> None:
+        """Write ``other``'s models (in order) into the models at ``index``.
+
+        In place, columns included: a captured CUDA graph reads these tensors.
+        """
+        for f in self.__dataclass_fields__:
+            getattr(self, f).index_copy_(0, index, getattr(other, f))
+        for dtype, cols in self.__dict__.get("_columns", {}).items():
+            fresh = OptimizerHyper.columns(other, dtype)
+            for name, column in cols.items():
+                column.index_copy_(0, index, fresh[name])
+
     def set_learning_rate(self, values: torch.Tensor) -> None:
         """Replace the per-model learning rates (SGD schedules, once per epoch)."""
         self.learning_rate.copy_(values)

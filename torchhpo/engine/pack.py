@@ -21,7 +21,8 @@ import torch
 
 from . import instruments, native, rng
 from .admission import AdmissionQueue
-from .buffers import BlockAttribute
+from .blocks import BlockLoop, block_epochs
+from .buffers import BlockAttribute, LayerBlocks
 from .convergence import ConvergenceTracker
 from .cuda_graphs import GraphedEpoch, epoch_runner
 from .data import DeviceData
@@ -139,6 +140,21 @@ def _score_width(lengths) -> int:
 def _class_key(hyper) -> tuple[int, str]:
     """Slot order: models of one optimizer kind and activation sit side by side."""
     return _OPT_ORDER[optimizer_kind(hyper)], hyper.activation
+
+
+def slot_key(hyper) -> tuple:
+    """What a slot's layout fixes: shapes, optimizer kind and hidden activation.
+
+    A model can be written into the slot of another model with the same key
+    without changing the step's layout (see :mod:`~torchhpo.engine.blocks`).
+    """
+    return (hyper.shape_key(), *_class_key(hyper))
+
+
+def _steps(task) -> int:
+    """Steps per epoch of ``task``."""
+    n = len(task.train_index)
+    return -(-n // effective_batch_size(task.hyper.batch_size, n))
 
 
 def _initial_moments(
@@ -272,6 +288,13 @@ class Pack:
             h.solver == "sgd" and h.learning_rate != "constant" for h in hypers
         )
         self.uses_monitor = policy is not None and policy.needs_scores
+        #: Epochs per host look (:mod:`~torchhpo.engine.blocks`); 0: every epoch.
+        #: A policy decides every epoch on the host, and a fed pack's models
+        #: are not known when its layout is fixed: both take the host loop.
+        self.block_epochs = (
+            0 if policy is not None or feed is not None else block_epochs(data.device)
+        )
+        self._job_steps = max(_steps(t) for t in self.tasks)
         self._widths = {
             "train": max(len(t.train_index) for t in self.tasks),
             "val": _score_width(_length(t.val_index) for t in self.tasks),
@@ -442,6 +465,76 @@ class Pack:
         self._select(np.asarray(order, dtype=np.int64))
         self._refresh_layout()
 
+    def _matching_slots(
+        self, free: np.ndarray, positions: Sequence[int]
+    ) -> np.ndarray | None:
+        """Free slots for the models at ``positions``, each of its own class.
+
+        None when some model finds no free slot of its class (another layout).
+        """
+        free = list(free)
+        slots = []
+        for position in positions:
+            key = _class_key(self.hypers[position])
+            match = next(
+                (s for s in free if _class_key(self.hypers[self.occupant[s]]) == key),
+                None,
+            )
+            if match is None:
+                return None
+            free.remove(match)
+            slots.append(match)
+        return np.asarray(slots, dtype=np.int64)
+
+    def _write_slots(self, slots: np.ndarray, positions: Sequence[int]) -> None:
+        """Write the models at ``positions`` into ``slots``, in place.
+
+        Each slot holds a model of the same class (:func:`slot_key`), so the runs,
+        the step and every tensor it reads stay as they are: only their rows
+        change (on CUDA, a captured graph replays on). Block packs only: their
+        schedule is the job's (:meth:`_schedule`).
+        """
+        values = self._slot_values(positions)
+        index = torch.from_numpy(np.asarray(slots, dtype=np.int64)).to(self.data.device)
+        for name in self._SLOT_TENSORS:
+            getattr(self, name).index_copy_(0, index, values[name])
+        self._params.write_rows_(
+            index, LayerBlocks.from_layers(values["weights"], values["biases"])
+        )
+        n_layers = len(values["weights"])
+        for store, name in ((self._first, "first"), (self._second, "second")):
+            moments = values[name]
+            store.write_rows_(
+                index, LayerBlocks.from_layers(moments[:n_layers], moments[n_layers:])
+            )
+        if self.early_stopping:
+            self._best.write_rows_(
+                index,
+                LayerBlocks.from_layers(values["best_weights"], values["best_biases"]),
+            )
+        self.opt.write_(index, values["opt"])
+        self.alpha.index_copy_(0, index, values["alpha"])
+        for name in ("val", "monitor"):
+            if getattr(self, name) is not None:
+                getattr(self, name).write_(index, values[name])
+        self.n_train_host[slots] = [len(self.tasks[p].train_index) for p in positions]
+        self.occupant[slots] = values["positions"]
+        self.live[slots] = True
+        self.early_stopping_slots[slots] = [
+            self.hypers[p].early_stopping for p in positions
+        ]
+        schedule = (self.positions, self.valid, self.count, self.valid_denom)
+        inactive = self.inactive  # every step, in a block pack: the step's key
+        self._schedule()
+        self.inactive = inactive
+        for old, new in zip(
+            schedule,
+            (self.positions, self.valid, self.count, self.valid_denom),
+            strict=True,
+        ):
+            old.copy_(new)
+        self.positions, self.valid, self.count, self.valid_denom = schedule
+
     def _release(self, slots: np.ndarray) -> None:
         """Mask finished models' slots: frozen weights, out of every decision."""
         self.live[slots] = False
@@ -462,11 +555,20 @@ class Pack:
         self.layouts += 1
         self.act_runs = _runs(labels_act)
         self.opt_runs = _runs(kinds)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Set the batch schedule (positions, padding, counts) of the slots."""
         device, dtype = self.data.device, self.data.dtype
         steps = torch.div(
             self.n_train + self.batch - 1, self.batch, rounding_mode="floor"
         )
-        self.n_steps = int(steps.max())
+        if self.block_epochs:
+            # The job's longest epoch, and every step may skip a model: a
+            # model written into a slot later never changes the step's layout.
+            self.n_steps = self._job_steps
+        else:
+            self.n_steps = int(steps.max())
         # The widest batch of the whole job, whoever holds the slots now: a
         # model's padding, and so its arithmetic, never depends on its slot-mates.
         self.width = self._widths["batch"]
@@ -482,6 +584,13 @@ class Pack:
         self.valid_denom = torch.where(
             self.count > 0, self.count, torch.ones_like(self.count)
         )
+        if self.block_epochs:
+            # The ATen step reads which models skip a step from the counts on
+            # the device; no host read of the schedule.
+            self.uneven_steps = set(range(self.n_steps))
+            none = torch.zeros(0, dtype=torch.int64, device=device)
+            self.inactive = [none] * self.n_steps
+            return
         active = steps.view(1, -1) > torch.arange(self.n_steps, device=device).view(
             -1, 1
         )
@@ -573,6 +682,7 @@ class Pack:
                 self.width,
                 inactive,
                 self._masked_steps(),
+                aten=self.block_epochs > 0,
             )
             runner = epoch_runner(kernel, data.device)
             cached = self._fused = (refs, kernel, runner)
@@ -585,7 +695,7 @@ class Pack:
 
     def _masked_steps(self) -> set[int] | None:
         """Steps with padding rows (every step where sample weights may be 0)."""
-        if self.data.sample_weight is not None:
+        if self.data.sample_weight is not None or self.block_epochs:
             return None
         padded = (self.valid == 0).flatten(1).any(dim=1)
         return {int(s) for s in torch.nonzero(padded).flatten().tolist()}
@@ -676,7 +786,9 @@ class Pack:
         self.occupant = self.occupant[keep]
         self.live = self.live[keep]
 
-    def _extract(self, slots: np.ndarray, resume: np.ndarray) -> list[dict]:
+    def _extract(
+        self, slots: np.ndarray, resume: np.ndarray, counters=None
+    ) -> list[dict]:
         """Copy the weights (and optimizer state) of ``slots`` to the host.
 
         Each item holds the running ``coefs`` / ``intercepts``, the best ones of
@@ -697,7 +809,7 @@ class Pack:
         first = host(self.first) if with_optimizer else None
         second = host(self.second) if with_optimizer else None
         step = self.opt.step.index_select(0, index).cpu().numpy()
-        lr = self.tracker.learning_rate[slots]
+        lr = (self.tracker if counters is None else counters).learning_rate[slots]
         out = []
         for k in range(len(slots)):
             item = {
@@ -751,6 +863,8 @@ class Pack:
         -------
         list of (caller_index, ModelResult)
         """
+        if self.block_epochs:
+            return BlockLoop(self).train(on_finished, on_result, on_epoch)
         results: list[tuple[int, ModelResult]] = []
         instruments.record_pack()
         last = time.perf_counter()
@@ -805,7 +919,7 @@ class Pack:
             epoch += 1
             if stopped.any():
                 done = np.flatnonzero(stopped)
-                finished = self._finish(done, outcome, failed, pruned)
+                finished = self._finish(done, outcome.hit_max_iter, failed, pruned)
                 results.extend(finished)
                 if on_result is not None:
                     for caller, result in finished:
@@ -899,9 +1013,17 @@ class Pack:
         """Live slot-epochs over slot-epochs (capacity x epochs) so far."""
         return self.live_epochs / self.slot_epochs if self.slot_epochs else 1.0
 
-    def _finish(self, slots, outcome, failed, pruned) -> list[tuple[int, ModelResult]]:
-        tracker = self.tracker
-        hit_max = outcome.hit_max_iter & ~failed & ~pruned
+    def _finish(
+        self, slots, hit_max_iter, failed, pruned, counters=None
+    ) -> list[tuple[int, ModelResult]]:
+        """Results of the models in ``slots`` (masks and counters by slot).
+
+        ``counters`` holds the rule's counters (``n_iter``, ``t``, ``best_loss``,
+        ``best_val``, ``no_improvement``, ``learning_rate``); default: the host
+        tracker's.
+        """
+        tracker = self.tracker if counters is None else counters
+        hit_max = hit_max_iter & ~failed & ~pruned
         resume = np.array(
             [
                 self.tasks[self.occupant[s]].resumable and (hit_max[s] or pruned[s])
@@ -909,7 +1031,7 @@ class Pack:
             ],
             dtype=bool,
         )
-        payloads = self._extract(slots, resume)
+        payloads = self._extract(slots, resume, counters)
         finished = []
         for k, slot in enumerate(slots):
             pos = int(self.occupant[slot])

@@ -44,6 +44,16 @@ def _sum_rows(values: torch.Tensor) -> torch.Tensor:
     return torch.cumsum(values, dim=1)[:, -1]
 
 
+def _gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``table[rows]`` for an ``(M, V)`` index, as one ``index_select``.
+
+    Advanced indexing is an operation whose output shape may depend on data (with
+    a boolean index), which a graph capture refuses; ``index_select`` is not.
+    """
+    picked = table.index_select(0, rows.reshape(-1))
+    return picked.view(*rows.shape, *table.shape[1:])
+
+
 class ScoreRows:
     """Per-model scoring rows, their weights and constant totals.
 
@@ -92,13 +102,20 @@ class ScoreRows:
             if value is not None:
                 setattr(self, name, torch.cat([value, getattr(other, name)]))
 
+    def write_(self, index: torch.Tensor, other: ScoreRows) -> None:
+        """Write ``other``'s models (in order) into those at ``index``, in place."""
+        for name in self._FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                value.index_copy_(0, index, getattr(other, name))
+
     @torch.no_grad()
     def scores(self, weights, biases, act_runs) -> torch.Tensor:
         """Accuracy (classifiers) or R² (regressors) of each model on its rows."""
         data = self.data
-        xv = data.X[self.rows]
+        xv = _gather_rows(data.X, self.rows)
         out = F.forward(xv, weights, biases, act_runs, data.out_activation)[-1]
-        yv = data.Y[self.rows]
+        yv = _gather_rows(data.Y, self.rows)
         w = self.weight
         if data.target_kind == "regression":
             # Padding rows (weight 0) may overflow (exp output): mask, not inf * 0.

@@ -1364,6 +1364,9 @@ class FusedStep:
     masked_steps : set of int, optional
         Steps with zero-weight rows (padding), whose output deltas are masked so
         that an overflowing output there cannot leak; ``None``: every step.
+    aten : bool, default=False
+        Run the ATen step whatever the device (the path CUDA runs), which takes
+        which models skip a step from ``count`` on the device.
     """
 
     def __init__(
@@ -1382,12 +1385,16 @@ class FusedStep:
         batch: int,
         inactive: dict[int, torch.Tensor],
         masked_steps: set[int] | None = None,
+        *,
+        aten: bool = False,
     ) -> None:
         self.layout = StepLayout(
             X, Y, loss, out_activation, params, first, second, opt, alpha,
             act_runs, opt_runs, batch, inactive, masked_steps,
         )  # fmt: skip
-        self.runner = choose_runner(self.layout)
+        # The ATen step reads which models skip a step from `count` on the
+        # device (blocks of epochs: a stopped model's counts are zero).
+        self.runner = AtenStep(self.layout) if aten else choose_runner(self.layout)
 
     @property
     def native(self) -> native.Kernels | None:

@@ -15,11 +15,13 @@ import torch
 
 from . import memory
 from .backends import Backend, get_backend
+from .blocks import block_epochs
 from .data import DeviceData, canonical_device
 from .feed import TaskFeed
 from .jobs import Arrivals, Job, JobContext, PackHook
+from .pack import slot_key
 from .policy import EpochPolicy
-from .spec import ModelResult, ModelTask
+from .spec import Hyperparams, ModelResult, ModelTask
 
 #: Default cap on models per pack on a CPU. Measured on digits (64-100-10, batch
 #: 200): the cost per model-epoch falls until ~20 models share a step (the fixed
@@ -28,7 +30,9 @@ CPU_PACK_SIZE = 24
 
 
 def plan_packs(
-    tasks: Sequence[ModelTask], max_pack_size: int | None = None
+    tasks: Sequence[ModelTask],
+    max_pack_size: int | None = None,
+    key: Callable[[Hyperparams], tuple] | None = None,
 ) -> list[list[int]]:
     """Group stochastic-solver tasks into packs of identical shapes.
 
@@ -37,6 +41,10 @@ def plan_packs(
     tasks : sequence of ModelTask
     max_pack_size : int, optional
         Most models per pack; a larger group is split into near-equal packs.
+    key : callable, optional
+        What models of one pack share (default: ``Hyperparams.shape_key``; for
+        packs that write models into slots in place,
+        :func:`~torchhpo.engine.pack.slot_key`).
 
     Returns
     -------
@@ -46,7 +54,7 @@ def plan_packs(
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, task in enumerate(tasks):
         if task.hyper.solver != "lbfgs":
-            groups[task.hyper.shape_key()].append(i)
+            groups[(key or Hyperparams.shape_key)(task.hyper)].append(i)
     packs = []
     for members in groups.values():
         n_packs = -(-len(members) // (max_pack_size or len(members)))
@@ -96,6 +104,7 @@ def plan_jobs(
     budget: int,
     n_workers: int,
     queues: int | None = None,
+    key: Callable[[Hyperparams], tuple] | None = None,
 ) -> list[Job]:
     """Plan slot-packs: per shape, queues of models flowing through fixed slots.
 
@@ -118,13 +127,15 @@ def plan_jobs(
         Packs trained at once.
     queues : int, optional
         Queues per shape at most (default: as many as the rule above gives).
+    key : callable, optional
+        What the models of one queue share (see :func:`plan_packs`).
 
     Returns
     -------
     list of Job
         Stochastic-solver jobs, largest first (lbfgs tasks are left out).
     """
-    groups = plan_packs(tasks)
+    groups = plan_packs(tasks, key=key)
     total = sum(len(g) for g in groups)
     target = JOBS_PER_WORKER * max(n_workers, 1)
     jobs = []
@@ -274,8 +285,16 @@ def train_models(
     if max_pack_size is None and data.device.type == "cpu":
         max_pack_size = CPU_PACK_SIZE
     n_slots = backend.n_slots(data, devices, n_workers)
+    # Packs that run blocks of epochs write models into slots in place: their
+    # queues hold one class of model (see :mod:`~torchhpo.engine.blocks`).
+    in_place = policy is None and block_epochs(data.device) > 0
     jobs = plan_jobs(
-        tasks, data, max_pack_size=max_pack_size, budget=budget, n_workers=n_slots
+        tasks,
+        data,
+        max_pack_size=max_pack_size,
+        budget=budget,
+        n_workers=n_slots,
+        key=slot_key if in_place else None,
     )
     jobs += [
         Job((i,), lbfgs=True) for i, t in enumerate(tasks) if t.hyper.solver == "lbfgs"
