@@ -24,6 +24,12 @@ class TaskFeed(ABC):
     numbers.
     """
 
+    #: Most units the feed hands out at once for a while after it starts (e.g.
+    #: the trials a pruner lets run before it can prune), or None. The engine
+    #: sizes the packs it starts for fed models so that this many units fill
+    #: its workers' slots.
+    startup_units: int | None = None
+
     @abstractmethod
     def more(self, shape_key: tuple | None, free: int) -> list[ModelTask]:
         """Return models to start now: whole units, at most ``free`` models.

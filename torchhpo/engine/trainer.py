@@ -311,6 +311,11 @@ def train_models(
             # Whole units: a capacity of a multiple of the unit's size.
             unit = len(indices)
             capacity = max(round(capacity / unit), 1) * unit
+            if feed.startup_units:
+                # Slots for what the feed will hand out at first, spread over
+                # the workers, rather than slots no model takes for a while.
+                share = -(-feed.startup_units // max(n_slots, 1))
+                capacity = min(capacity, share * unit)
             return Job(tuple(indices), slots=capacity)
 
         arrivals = Arrivals(

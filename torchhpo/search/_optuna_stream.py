@@ -92,6 +92,9 @@ class TrialStream(TaskFeed):
         self.policy: TrialPruning | None = None
         if runner.epochs is not None:
             self.policy = TrialPruning([], [], runner.error_score)
+            n_startup = getattr(self.study.pruner, "_n_startup_trials", 0)
+            if isinstance(n_startup, int) and n_startup > 0:
+                self.startup_units = n_startup
         self.bar = None
         self.deferred: list = []  # (trial, error) pairs for the batch path
 
