@@ -17,7 +17,11 @@ A config's Optuna search::
       random_state: 0                # seeds the sampler
 
 With ``storage``, a rerun of the same config loads the study and runs only the
-trials it lacks. The run folder's ``cv_results.csv`` holds one row per trial (its
+trials it lacks. The study names its parameters as the config does (``alpha``), also
+when the estimator is a Pipeline whose MLP step takes ``mlp__alpha`` (the search's
+``param_names`` maps one to the other); a stored study made by an earlier torchhpo,
+which named them ``mlp__alpha``, is continued with its own names, with a warning.
+The run folder's ``cv_results.csv`` holds one row per trial (its
 number, state, the epoch it was pruned at, parameters, scores, rank), the
 leaderboard ranks the completed trials, and the plots are the optimization history
 and each trial's intermediate scores per epoch, pruned trials marked where they
@@ -26,6 +30,7 @@ stopped.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +99,8 @@ def check_options(checker, spec: dict, params: dict) -> dict:
     return options
 
 
-def optuna_distributions(config, search_name) -> dict:
-    """Return the config's space as Optuna distributions (search parameter names).
+def optuna_distributions(config) -> dict:
+    """Return the config's space as Optuna distributions, keyed by the config's names.
 
     Lists become categoricals (layer-size lists as ``"50,50"`` strings, which
     OptunaSearchCV reads back as tuples); ``loguniform`` / ``uniform`` become float
@@ -127,12 +132,18 @@ def optuna_distributions(config, search_name) -> dict:
                     for value in values
                 ]
             )
-        space[search_name(config, name)] = dist
+        space[name] = dist
     return space
 
 
-def build(config, estimator, space: dict, cv, scoring, progress: bool):
-    """Return the configured OptunaSearchCV and its study (loaded if stored)."""
+def build(
+    config, estimator, space: dict, cv, scoring, progress: bool, param_names: dict
+):
+    """Return the configured OptunaSearchCV and its study (loaded if stored).
+
+    ``space`` is keyed by the config's names, ``param_names`` maps each to the
+    estimator's (``alpha`` -> ``mlp__alpha`` for a Pipeline).
+    """
     import optuna
 
     from ..search import OptunaSearchCV
@@ -159,9 +170,11 @@ def build(config, estimator, space: dict, cv, scoring, progress: bool):
         load_if_exists=options["storage"] is not None,
     )
     finished = sum(t.state.is_finished() for t in study.trials)
+    space, param_names = _names_of_study(study, space, param_names)
     return OptunaSearchCV(
         estimator,
         space,
+        param_names=param_names,
         cv=cv,
         scoring=scoring,
         study=study,
@@ -171,6 +184,32 @@ def build(config, estimator, space: dict, cv, scoring, progress: bool):
         max_iter=options["max_iter"],
         progress=progress,
     )
+
+
+def _names_of_study(study, space: dict, param_names: dict) -> tuple[dict, dict]:
+    """The space and ``param_names`` to continue ``study`` with.
+
+    A study stored by an earlier torchhpo names a Pipeline's parameters as the
+    estimator does (``mlp__alpha``); asking it for ``alpha`` would start a second
+    set of parameters its sampler knows nothing of, so such a study keeps its names
+    (the run folder still shows the config's), and a warning says so.
+    """
+    renamed = {target for name, target in param_names.items() if target != name}
+    recorded = set()
+    for trial in study.get_trials(deepcopy=False):
+        recorded.update(trial.params)
+    old = sorted(recorded & renamed)
+    if not old:
+        return space, param_names
+    warnings.warn(
+        f"The stored Optuna study {study.study_name!r} names its parameters as the "
+        f"Pipeline does ({', '.join(old)}), as torchhpo did before studies used the "
+        "config's names; it is continued with its own names (cv_results.csv, "
+        "best_params.json and the plots still show the config's).",
+        UserWarning,
+        stacklevel=2,
+    )
+    return {param_names.get(name, name): dist for name, dist in space.items()}, {}
 
 
 class TrialResults:

@@ -54,6 +54,8 @@ from ._estimators import refit as refit_estimator
 from ._optuna_space import (
     check_deprecated_distributions,
     check_distributions,
+    check_param_names,
+    estimator_names,
     estimator_params,
 )
 from ._optuna_trials import BatchOptimizer
@@ -170,6 +172,14 @@ class OptunaSearchCV(BaseEstimator):
         both cases at least 10 trials and at most a quarter of ``n_trials``.
         With pruning, a first batch is capped at the trials the pruner waits for
         before it prunes (``MedianPruner``'s ``n_startup_trials``).
+    param_names : dict of str to str, default=None
+        The estimator parameter a searched parameter sets, where the two names
+        differ. With ``{"alpha": "mlp__alpha"}`` and a space keyed ``alpha``, the
+        study (``trial.params``, its distributions, ``best_params_``, Optuna's
+        plots and dashboard) says ``alpha`` while the Pipeline's ``mlp__alpha`` is
+        set. Keys must be keys of ``param_distributions``; other names are the
+        estimator's own (so are those of trials a study recorded before its
+        parameters were renamed, which ``refit`` still reads).
 
     Attributes
     ----------
@@ -241,6 +251,7 @@ class OptunaSearchCV(BaseEstimator):
         backend: str = "local",
         checkpoint: str | os.PathLike | None = None,
         trials_per_batch: int | None = None,
+        param_names: Mapping[str, str] | None = None,
     ):
         # As optuna_integration: deprecated distributions would break clone.
         check_deprecated_distributions(param_distributions)
@@ -269,6 +280,7 @@ class OptunaSearchCV(BaseEstimator):
         self.backend = backend
         self.checkpoint = checkpoint
         self.trials_per_batch = trials_per_batch
+        self.param_names = param_names
 
     # -- the attributes optuna_integration derives from the study ---------------------
     @property
@@ -412,13 +424,18 @@ class OptunaSearchCV(BaseEstimator):
             return self.device[0]
         return self.device
 
+    def _estimator_params(self, trial_params: Mapping) -> dict:
+        """A trial's parameters as the estimator takes them (names and values)."""
+        return estimator_params(trial_params, self.param_names)
+
     # -- checks ------------------------------------------------------------------------
     def _check_params(self) -> None:
         if not isinstance(self.param_distributions, Mapping):
             raise TypeError("param_distributions must be a mapping.")
         if not hasattr(self.estimator, "fit"):
             raise ValueError("estimator must be a scikit-learn estimator.")
-        check_distributions(self.param_distributions)
+        names = check_param_names(self.param_names, self.param_distributions)
+        check_distributions(estimator_names(self.param_distributions, names))
         if self.enable_pruning and not (
             hasattr(self.estimator, "partial_fit") or _mlp_pipeline(self.estimator)
         ):
@@ -574,7 +591,7 @@ class OptunaSearchCV(BaseEstimator):
         """Fit the best parameters on the whole data as ``best_estimator_``."""
         best = clone(self.estimator)
         try:
-            best.set_params(**estimator_params(self.study_.best_params))
+            best.set_params(**self._estimator_params(self.study_.best_params))
         except ValueError as e:
             _logger.exception(e)
         _logger.info(f"Refitting the estimator using {_num_samples(X)} samples...")
