@@ -23,10 +23,10 @@ from ..search import (
     HalvingRandomSearchCV,
     RandomizedSearchCV,
 )
-from ._config import Distribution, RunConfig
 from ._datasets import Dataset
 from ._preprocessing import PREPROCESS_STEP, auto_preprocessor
 from ._recorder import LossCurveRecorder
+from ._schema import Distribution, RunConfig
 
 #: Step names of the Pipeline built for ``preprocessing: standardize``.
 SCALER_STEP, MLP_STEP = "standardize", "mlp"
