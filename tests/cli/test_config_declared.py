@@ -74,3 +74,10 @@ def test_config_modules_are_small():
     for name in [*names, "_check_search"]:
         lines = (CLI / f"{name}.py").read_text(encoding="utf-8").count("\n")
         assert lines < 500, (name, lines)
+
+
+def test_a_repeated_column_is_named(tmp_path):
+    """``dataset.drop`` naming a column twice says which one."""
+    config = tiny_config(dataset={"name": "iris", "drop": ["a", "b", "a"]})
+    with pytest.raises(ConfigError, match=r"dataset\.drop: repeats a\."):
+        load_config(write_config(tmp_path / "c.yaml", config))

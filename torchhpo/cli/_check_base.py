@@ -40,10 +40,11 @@ class Checker:
         raise ConfigError(key, message, self.source)
 
     def mapping(self, key: str, value, allowed: tuple, required: tuple = ()) -> dict:
+        """A mapping of ``allowed`` keys holding every ``required`` one."""
         if not isinstance(value, Mapping):
             self.fail(
                 key or "config",
-                f"expected a mapping with keys {names(allowed)}, got {show(value)}.",
+                f"expected a mapping with keys {listed(allowed)}, got {show(value)}.",
             )
         for name in value:
             if name not in allowed:
@@ -51,7 +52,7 @@ class Checker:
                 self.fail(
                     where,
                     f"unknown key{did_you_mean(name, allowed)}; expected one of "
-                    f"{names(allowed)}.",
+                    f"{listed(allowed)}.",
                 )
         for name in required:
             if name not in value:
@@ -60,15 +61,17 @@ class Checker:
         return dict(value)
 
     def choice(self, key: str, value, choices) -> str:
+        """One of ``choices`` (a close misspelling is suggested)."""
         if not isinstance(value, str) or value not in choices:
             self.fail(
                 key,
                 f"unknown value {show(value)}{did_you_mean(value, choices)}; "
-                f"expected one of {names(choices)}.",
+                f"expected one of {listed(choices)}.",
             )
         return value
 
     def integer(self, key: str, value, minimum: int | None = None) -> int:
+        """An integer (not YAML's ``true``) of at least ``minimum``."""
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(key, f"expected an integer, got {show(value)}.")
         if minimum is not None and value < minimum:
@@ -83,14 +86,14 @@ class Checker:
         YAML's words. YAML's ``true`` is not taken for the integer 1.
         """
         constraints = owner._parameter_constraints[name]
-        boolean = isinstance(value, bool) and "boolean" not in constraints
+        refused = isinstance(value, bool) and "boolean" not in constraints
         try:
             validate_parameter_constraints(
                 {name: constraints}, {name: value}, caller_name=owner.__name__
             )
         except InvalidParameterError:
-            boolean = True
-        if boolean:
+            refused = True
+        if refused:
             self.fail(key, f"expected {expected}, got {show(value)}.")
         return value
 
@@ -120,11 +123,13 @@ def show(value) -> str:
     return repr(value)
 
 
-def names(names) -> str:
+def listed(names) -> str:
+    """Names as a comma-separated list."""
     return ", ".join(str(n) for n in names)
 
 
 def did_you_mean(value, choices) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing."""
     if not isinstance(value, str):
         return ""
     close = difflib.get_close_matches(value, [str(c) for c in choices], n=1)

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ._check_base import Checker, names, show
+from ._check_base import Checker, listed, show
 from ._schema import (
     BUNDLED_DATASETS,
     DATA_SUFFIXES,
@@ -22,6 +22,7 @@ class DataChecks(Checker):
     """Where the data comes from, which columns are used, where runs are tracked."""
 
     def dataset(self, raw) -> DatasetSpec:
+        """Check ``dataset``: one source (a name, a file, a generator), its columns."""
         if isinstance(raw, str):
             raw = {"name": raw}
         spec = self.mapping(
@@ -35,7 +36,7 @@ class DataChecks(Checker):
                 "dataset",
                 "expected exactly one of 'name' (a bundled dataset), 'file' (a "
                 ".csv, .parquet or .npy file) or 'synthetic', got "
-                f"{names(sources) or 'none'}.",
+                f"{listed(sources) or 'none'}.",
             )
         source = sources[0]
         extra = {"name": ("target", "options"), "file": ("options",)}.get(
@@ -81,7 +82,7 @@ class DataChecks(Checker):
                 )
             if len(set(names)) != len(names):
                 repeated = sorted({n for n in names if names.count(n) > 1})
-                self.fail(f"dataset.{key}", f"repeats {names(repeated)}.")
+                self.fail(f"dataset.{key}", f"repeats {listed(repeated)}.")
             checked[key] = tuple(names)
         if "groups" in spec:
             groups = spec["groups"]
@@ -105,6 +106,7 @@ class DataChecks(Checker):
         return checked
 
     def data_file(self, spec: dict) -> DatasetSpec:
+        """Check ``dataset.file`` (found, of a known kind) and its ``target``."""
         written = spec["file"]
         if not isinstance(written, str) or not written:
             self.fail("dataset.file", f"expected a file path, got {show(written)}.")
@@ -116,7 +118,7 @@ class DataChecks(Checker):
             self.fail(
                 "dataset.file",
                 f"{written!r} is not a .csv, .parquet or .npy file; expected one "
-                f"of {names(DATA_SUFFIXES)}.",
+                f"of {listed(DATA_SUFFIXES)}.",
             )
         if not path.is_file():
             self.fail(
@@ -144,6 +146,7 @@ class DataChecks(Checker):
         return DatasetSpec(file=path, target=target)
 
     def synthetic(self, spec: dict) -> DatasetSpec:
+        """Check ``dataset.synthetic`` and the generator's ``options``."""
         name = self.choice("dataset.synthetic", spec["synthetic"], SYNTHETIC_DATASETS)
         options = spec.get("options") or {}
         accepted = tuple(inspect.signature(SYNTHETIC_DATASETS[name]).parameters)

@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.metrics import get_scorer_names
 
 from ..search import HalvingGridSearchCV, HalvingRandomSearchCV, RandomizedSearchCV
-from ._check_base import Checker, did_you_mean, names, show
+from ._check_base import Checker, did_you_mean, listed, show
 from ._schema import (
     DISTRIBUTIONS,
     GROUP_SPLITTERS,
@@ -40,6 +40,7 @@ class SearchChecks(Checker):
     """The ``search`` section, checked against the estimator it will tune."""
 
     def search(self, raw, cls: type, params: dict) -> dict:
+        """Check ``search``: which keys go with its kind, and each of them."""
         spec = self.mapping(
             "search",
             raw,
@@ -195,7 +196,7 @@ class SearchChecks(Checker):
         if "kind" not in raw:
             self.fail(
                 "search.cv.kind",
-                f"missing; name a splitter, one of {names(SPLITTERS)} "
+                f"missing; name a splitter, one of {listed(SPLITTERS)} "
                 f"(as in {example}).",
             )
         kind = self.choice("search.cv.kind", raw["kind"], SPLITTERS)
@@ -293,6 +294,7 @@ class SearchChecks(Checker):
         return options
 
     def space(self, raw, kind: str, cls: type, params: dict) -> dict:
+        """Check ``search.space``: each value as the estimator's ``fit`` would."""
         accepted = tuple(cls().get_params())
         if not isinstance(raw, Mapping):
             self.fail(
@@ -331,6 +333,7 @@ class SearchChecks(Checker):
     def distribution(
         self, key: str, raw: Mapping, kind: str, cls: type, params: dict, name: str
     ) -> Distribution:
+        """Check ``{kind: [low, high]}``: its form, and values the estimator takes."""
         if kind not in SAMPLED_KINDS:
             self.fail(
                 key,
@@ -349,7 +352,7 @@ class SearchChecks(Checker):
                 key,
                 f"unknown distribution {show(dist_name)}"
                 f"{did_you_mean(dist_name, DISTRIBUTIONS)}; expected one of "
-                f"{names(DISTRIBUTIONS)}, or a list of values.",
+                f"{listed(DISTRIBUTIONS)}, or a list of values.",
             )
         form = DISTRIBUTIONS[dist_name]
         numbers_ok = (
