@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from torchhpo.cli import ConfigError, load_config, main
-from torchhpo.cli._config import Distribution
+from torchhpo.cli._schema import Distribution
 from torchhpo.configs import FOLDER
 
 from .conftest import tiny_config, write_config

@@ -10,7 +10,7 @@ from sklearn.datasets import make_regression
 from sklearn.model_selection import GroupKFold, KFold, ShuffleSplit, StratifiedKFold
 
 from torchhpo.cli import ConfigError, load_config, predict, run
-from torchhpo.cli._config import CVSpec
+from torchhpo.cli._schema import CVSpec
 
 from .conftest import tiny_config, write_config
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from torchhpo.cli import ConfigError, load_config, run
-from torchhpo.cli._config import Distribution
+from torchhpo.cli._schema import Distribution
 
 from .conftest import tiny_config, write_config
 from .test_config import CONFIGS

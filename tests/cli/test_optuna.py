@@ -4,6 +4,7 @@ Skipped without Optuna.
 """
 
 import io
+import json
 
 import pytest
 
@@ -85,3 +86,45 @@ def test_optuna_keys_need_kind_optuna(tmp_path):
     config["search"]["n_trials"] = 5
     with pytest.raises(ConfigError, match="only used by kind: optuna"):
         load_config(write_config(tmp_path / "grid.yaml", config))
+
+
+def test_study_names_parameters_as_the_config(tmp_path):
+    """With preprocessing the study says ``alpha`` (the config), not ``mlp__alpha``."""
+    path = _optuna_config(tmp_path)
+    config = load_config(path)
+    assert config.preprocessing != "none"  # the MLP is a Pipeline step
+    result = run(path, out=tmp_path / "run", progress=False, stdout=io.StringIO())
+    study = result.search.study_
+    names = set(config.space)
+    for trial in study.trials:
+        assert set(trial.params) <= names
+        assert set(trial.distributions) <= names
+    assert set(study.best_params) == names
+    best = json.loads((tmp_path / "run" / "best_params.json").read_text())
+    assert set(best) == set(study.best_params)
+    header, _ = read_cv_results(tmp_path / "run" / "cv_results.csv")
+    assert {f"param_{name}" for name in names} <= set(header)
+
+
+def test_study_stored_with_pipeline_names_is_continued(tmp_path):
+    """A study an earlier torchhpo stored with ``mlp__`` names keeps its names."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'old.db'}"
+    path = _optuna_config(tmp_path, storage=storage, study_name="old", n_trials=3)
+    old = optuna.create_study(storage=storage, study_name="old", direction="maximize")
+    distribution = optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)
+    old.add_trial(
+        optuna.trial.create_trial(
+            params={"mlp__alpha": 1e-3},
+            distributions={"mlp__alpha": distribution},
+            value=0.5,
+        )
+    )
+    with pytest.warns(UserWarning, match="mlp__alpha.*continued with its own names"):
+        result = run(path, out=tmp_path / "run", progress=False, stdout=io.StringIO())
+    trials = result.search.study_.trials
+    assert len(trials) == 3
+    assert all("mlp__alpha" in t.params for t in trials)
+    best = json.loads((tmp_path / "run" / "best_params.json").read_text())
+    assert "alpha" in best and "mlp__alpha" not in best

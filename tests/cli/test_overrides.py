@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from torchhpo.cli import ConfigError, load_config, main
-from torchhpo.cli._config import Distribution
+from torchhpo.cli._schema import Distribution
 
 from .conftest import tiny_config, write_config
 

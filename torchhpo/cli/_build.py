@@ -4,9 +4,10 @@ With ``preprocessing: standardize`` the estimator is a scikit-learn ``Pipeline``
 (``standardize`` -> ``mlp``), with ``auto`` a ``Pipeline`` (``preprocess`` ->
 ``mlp``) whose first step is the ``ColumnTransformer`` of ``_preprocessing``: the
 preprocessing is fitted on each fold's training rows only, and the MLP trains
-fused. Its searched parameters then read ``mlp__alpha`` in the search (and in
-``cv_results_``); :data:`MLP_PREFIX` is how the rest of the command line shows
-them without it.
+fused. Its searched parameters then read ``mlp__alpha`` in the scikit-learn-derived
+searches (and their ``cv_results_``); :data:`MLP_PREFIX` is how the rest of the
+command line shows them without it. An Optuna study names them as the config does
+(``alpha``): its search maps them through ``param_names``.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from ..search import (
     HalvingRandomSearchCV,
     RandomizedSearchCV,
 )
-from ._config import Distribution, RunConfig
 from ._datasets import Dataset
 from ._preprocessing import PREPROCESS_STEP, auto_preprocessor
 from ._recorder import LossCurveRecorder
+from ._schema import Distribution, RunConfig
 
 #: Step names of the Pipeline built for ``preprocessing: standardize``.
 SCALER_STEP, MLP_STEP = "standardize", "mlp"
@@ -105,9 +106,10 @@ def build_search(
     if config.kind == "optuna":
         from . import _optuna
 
-        space = _optuna.optuna_distributions(config, search_name)
+        space = _optuna.optuna_distributions(config)
+        names = {name: search_name(config, name) for name in space}
         search = _optuna.build(
-            config, estimator, space, splits, config.scoring, progress
+            config, estimator, space, splits, config.scoring, progress, names
         )
         return search, recorder
     options = {"scoring": recorder, "cv": splits, "progress": progress}

@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.utils.multiclass import type_of_target
 
 from . import _columns
-from ._config import (
+from ._schema import (
     BUNDLED_DATASETS,
     REGRESSION_DATASETS,
     SYNTHETIC_DATASETS,

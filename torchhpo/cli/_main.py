@@ -26,11 +26,11 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from .. import configs as bundled_configs
-from ._config import ConfigError
 from ._export import ExportError, export_onnx
 from ._model_io import ModelFormatError
 from ._runner import CommandError, predict, run
 from ._runs import RunFolderExists
+from ._schema import ConfigError
 
 #: Errors shown as one line with exit status 2.
 USER_ERRORS = (

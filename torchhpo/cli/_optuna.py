@@ -17,85 +17,28 @@ A config's Optuna search::
       random_state: 0                # seeds the sampler
 
 With ``storage``, a rerun of the same config loads the study and runs only the
-trials it lacks. The run folder's ``cv_results.csv`` holds one row per trial (its
+trials it lacks. The study names its parameters as the config does (``alpha``), also
+when the estimator is a Pipeline whose MLP step takes ``mlp__alpha`` (the search's
+``param_names`` maps one to the other); a stored study made by an earlier torchhpo,
+which named them ``mlp__alpha``, is continued with its own names, with a warning.
+The run folder's ``cv_results.csv`` holds one row per trial (its
 number, state, the epoch it was pruned at, parameters, scores, rank), the
-leaderboard ranks the completed trials, and the plots are the optimization history
-and each trial's intermediate scores per epoch, pruned trials marked where they
-stopped.
+leaderboard ranks the completed trials, and the plots
+(:mod:`~torchhpo.cli._optuna_plots`) are the optimization history and each trial's
+intermediate scores per epoch, pruned trials marked where they stopped.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import warnings
 
 import numpy as np
 
-#: Keys of ``search`` only an Optuna search takes.
-OPTUNA_KEYS = (
-    "n_trials",
-    "timeout",
-    "sampler",
-    "pruner",
-    "max_iter",
-    "storage",
-    "study_name",
-)
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "hyperband", "successive_halving", "none")
-PLOT_FILES = ("optimization_history.png", "intermediate_values.png")
+from ._schema import Distribution
 
 
-def check_options(checker, spec: dict, params: dict) -> dict:
-    """Check an Optuna search's keys; return them with defaults filled.
-
-    Parameters
-    ----------
-    checker : _Checker
-        The config checker (its ``fail`` names the key).
-    spec : dict
-        The ``search`` section.
-    params : dict
-        Fixed estimator parameters (``max_iter`` defaults to theirs).
-    """
-    options = {
-        "n_trials": checker.integer("search.n_trials", spec.get("n_trials", 20), 0),
-        "sampler": checker.choice(
-            "search.sampler", spec.get("sampler", "tpe"), SAMPLERS
-        ),
-        "pruner": checker.choice(
-            "search.pruner", spec.get("pruner", "median"), PRUNERS
-        ),
-        "max_iter": checker.integer(
-            "search.max_iter", spec.get("max_iter", params.get("max_iter", 200)), 1
-        ),
-        "timeout": spec.get("timeout"),
-        "storage": spec.get("storage"),
-        "study_name": spec.get("study_name"),
-    }
-    timeout = options["timeout"]
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or timeout <= 0
-    ):
-        checker.fail(
-            "search.timeout", f"expected seconds > 0 or null, got {timeout!r}."
-        )
-    for key in ("storage", "study_name"):
-        if options[key] is not None and not isinstance(options[key], str):
-            checker.fail(f"search.{key}", f"expected text, got {options[key]!r}.")
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
-        checker.fail(
-            "search.kind",
-            "kind: optuna needs Optuna: pip install 'torchhpo[optuna]'.",
-        )
-    return options
-
-
-def optuna_distributions(config, search_name) -> dict:
-    """Return the config's space as Optuna distributions (search parameter names).
+def optuna_distributions(config) -> dict:
+    """Return the config's space as Optuna distributions, keyed by the config's names.
 
     Lists become categoricals (layer-size lists as ``"50,50"`` strings, which
     OptunaSearchCV reads back as tuples); ``loguniform`` / ``uniform`` become float
@@ -106,8 +49,6 @@ def optuna_distributions(config, search_name) -> dict:
         FloatDistribution,
         IntDistribution,
     )
-
-    from ._config import Distribution
 
     space = {}
     for name, values in config.space.items():
@@ -127,12 +68,18 @@ def optuna_distributions(config, search_name) -> dict:
                     for value in values
                 ]
             )
-        space[search_name(config, name)] = dist
+        space[name] = dist
     return space
 
 
-def build(config, estimator, space: dict, cv, scoring, progress: bool):
-    """Return the configured OptunaSearchCV and its study (loaded if stored)."""
+def build(
+    config, estimator, space: dict, cv, scoring, progress: bool, param_names: dict
+):
+    """Return the configured OptunaSearchCV and its study (loaded if stored).
+
+    ``space`` is keyed by the config's names, ``param_names`` maps each to the
+    estimator's (``alpha`` -> ``mlp__alpha`` for a Pipeline).
+    """
     import optuna
 
     from ..search import OptunaSearchCV
@@ -159,9 +106,11 @@ def build(config, estimator, space: dict, cv, scoring, progress: bool):
         load_if_exists=options["storage"] is not None,
     )
     finished = sum(t.state.is_finished() for t in study.trials)
+    space, param_names = _names_of_study(study, space, param_names)
     return OptunaSearchCV(
         estimator,
         space,
+        param_names=param_names,
         cv=cv,
         scoring=scoring,
         study=study,
@@ -171,6 +120,32 @@ def build(config, estimator, space: dict, cv, scoring, progress: bool):
         max_iter=options["max_iter"],
         progress=progress,
     )
+
+
+def _names_of_study(study, space: dict, param_names: dict) -> tuple[dict, dict]:
+    """The space and ``param_names`` to continue ``study`` with.
+
+    A study stored by an earlier torchhpo names a Pipeline's parameters as the
+    estimator does (``mlp__alpha``); asking it for ``alpha`` would start a second
+    set of parameters its sampler knows nothing of, so such a study keeps its names
+    (the run folder still shows the config's), and a warning says so.
+    """
+    renamed = {target for name, target in param_names.items() if target != name}
+    recorded = set()
+    for trial in study.get_trials(deepcopy=False):
+        recorded.update(trial.params)
+    old = sorted(recorded & renamed)
+    if not old:
+        return space, param_names
+    warnings.warn(
+        f"The stored Optuna study {study.study_name!r} names its parameters as the "
+        f"Pipeline does ({', '.join(old)}), as torchhpo did before studies used the "
+        "config's names; it is continued with its own names (cv_results.csv, "
+        "best_params.json and the plots still show the config's).",
+        UserWarning,
+        stacklevel=2,
+    )
+    return {param_names.get(name, name): dist for name, dist in space.items()}, {}
 
 
 class TrialResults:
@@ -222,61 +197,3 @@ class TrialResults:
         best = search.best_trial_.number
         self.best_index_ = results["number"].index(best)
         self.best_params_ = dict(search.best_params_)
-
-
-def write_plots(folder: Path, results: TrialResults) -> list[Path]:
-    """Write the optimization history and the intermediate values; return paths."""
-    from ._plots import _figure, integer_trial_axis, optuna_study_plots
-
-    folder.mkdir(parents=True, exist_ok=True)
-    trials = results.trials
-    paths = [folder / name for name in PLOT_FILES]
-
-    figure = _figure(7.0, 4.2)
-    ax = figure.add_subplot()
-    done = [(t.number, t.value) for t in trials if t.state.name == "COMPLETE"]
-    pruned = [
-        (t.number, t.value)
-        for t in trials
-        if t.state.name == "PRUNED" and t.value is not None
-    ]
-    if done:
-        x, y = zip(*done, strict=True)
-        ax.plot(x, y, "o", color="tab:blue", label="completed trial")
-        best = np.maximum.accumulate(np.asarray(y, dtype=float))
-        ax.step(x, best, where="post", color="tab:red", label="best so far")
-    if pruned:
-        x, y = zip(*pruned, strict=True)
-        ax.plot(x, y, "x", color="tab:gray", label="pruned (last reported)")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("objective (mean CV test score)")
-    ax.set_title("Optimization history")
-    integer_trial_axis(ax)
-    if done or pruned:
-        figure.legend(loc="outside lower center", ncols=3, frameon=False)
-    figure.savefig(paths[0])
-
-    figure = _figure(7.0, 4.2)
-    ax = figure.add_subplot()
-    for t in trials:
-        steps = sorted(t.intermediate_values)
-        if not steps:
-            continue
-        epochs = [s + 1 for s in steps]
-        values = [t.intermediate_values[s] for s in steps]
-        if t.state.name == "PRUNED":
-            ax.plot(epochs, values, color="tab:gray", alpha=0.5, linewidth=1)
-            ax.plot(epochs[-1], values[-1], "x", color="tab:red")
-        else:
-            ax.plot(epochs, values, color="tab:blue", alpha=0.7, linewidth=1)
-    n_pruned = sum(t.state.name == "PRUNED" for t in trials)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("mean test-fold score")
-    ax.set_title(
-        f"Intermediate values: {n_pruned} of {len(trials)} trials pruned "
-        "(x: the epoch a trial was pruned at)"
-        if any(t.intermediate_values for t in trials)
-        else "No intermediate values (pruning off)"
-    )
-    figure.savefig(paths[1])
-    return paths + optuna_study_plots(folder, results.search.study_)

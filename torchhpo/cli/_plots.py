@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from ._build import plain_name
-from ._config import Distribution, RunConfig
 from ._recorder import FoldCurve
+from ._schema import Distribution, RunConfig
 
 PLOT_FILES = ("scores_by_param.png", "loss_curves.png", "time_per_pack.png")
 _DPI = 110
@@ -519,69 +519,3 @@ def plot_rungs(cv_results: dict, search, path: Path) -> Path:
     ax.legend(loc="lower right", fontsize=8)
     figure.savefig(path)
     return path
-
-
-# -- Optuna runs ------------------------------------------------------------------
-#: Optuna's own plots written for an Optuna run (when Optuna can draw them).
-OPTUNA_STUDY_FILES = ("param_importances.png", "slice.png")
-
-
-def integer_trial_axis(ax) -> None:
-    """Trial numbers as integer ticks."""
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
-def optuna_study_plots(folder: Path, study) -> list[Path]:
-    """Write Optuna's parameter-importance and slice plots of ``study``.
-
-    ``optuna.visualization.matplotlib`` draws through pyplot; each figure is
-    closed once written. Importances need two completed trials and a parameter
-    that varies: without them that plot is skipped (the others are still
-    written).
-
-    Returns
-    -------
-    list of Path
-        The files written.
-    """
-    import warnings
-
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as optuna_plots
-
-    written = []
-    draws = {
-        OPTUNA_STUDY_FILES[0]: optuna_plots.plot_param_importances,
-        OPTUNA_STUDY_FILES[1]: optuna_plots.plot_slice,
-    }
-    for name, draw in draws.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning
-            try:
-                drawn = draw(study)
-            except (ValueError, RuntimeError, ZeroDivisionError):
-                plt.close("all")
-                continue
-        axes = np.atleast_1d(drawn).ravel()
-        for ax in axes:
-            _plain_labels(ax)
-        figure = axes[0].figure
-        figure.set_dpi(_DPI)
-        figure.savefig(folder / name, bbox_inches="tight")
-        plt.close(figure)
-        written.append(folder / name)
-    return written
-
-
-def _plain_labels(ax) -> None:
-    """Config names (``alpha``) where Optuna's plots show the study's
-    (``mlp__alpha``)."""
-    ax.set_xlabel(plain_name(ax.get_xlabel()))
-    labels = [plain_name(t.get_text()) for t in ax.get_yticklabels()]
-    if any(labels):
-        ax.set_yticks(ax.get_yticks(), labels)

@@ -32,13 +32,14 @@ from ._columns import (
     load_record,
     read_features,
 )
-from ._config import ConfigError, RunConfig, load_config
+from ._config import load_config
 from ._datasets import Dataset, feature_frame, load_dataset, load_npy, numeric_frame
 from ._model_io import load_model, load_model_info, save_model, split_model
 from ._plots import plots_available, write_plots
 from ._recorder import LossCurveRecorder
 from ._report import plain_cv_results, summary
 from ._runs import RunFolder
+from ._schema import ConfigError, RunConfig
 
 
 class CommandError(ValueError):
@@ -265,7 +266,7 @@ def _write_run(
     run_folder.write_json(COLUMNS_FILE, ColumnRecord.from_dataset(dataset).to_json())
     run_folder.write_config(config)
     if plots and plots_available() and config.kind == "optuna":
-        from ._optuna import write_plots as write_optuna_plots
+        from ._optuna_plots import write_plots as write_optuna_plots
 
         run_folder.add(*write_optuna_plots(folder / "plots", search))
     elif plots and plots_available():

@@ -41,7 +41,7 @@ import numpy as np
 import yaml
 
 from ._build import plain_name
-from ._config import RunConfig
+from ._schema import RunConfig
 
 MANIFEST = "run.json"
 LOCK = ".torchhpo.lock"

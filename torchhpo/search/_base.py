@@ -16,15 +16,12 @@ is inherited from scikit-learn's classes.
 
 from __future__ import annotations
 
-import numbers
-import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from inspect import signature
 
-import torch
 from sklearn.base import _fit_context, clone, is_classifier
 from sklearn.metrics._scorer import _MultimetricScorer
 from sklearn.model_selection._search import BaseSearchCV as _SklearnBaseSearchCV
@@ -33,56 +30,28 @@ from sklearn.model_selection._validation import (
     _insert_error_scores,
     _warn_or_raise_about_fit_failures,
 )
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metadata_routing import _routing_enabled
 from sklearn.utils.parallel import Parallel
 from sklearn.utils.validation import _check_method_params, indexable
 
-from .._device import resolve_devices, resolve_dtype
 from ._checkpoint import Journal, search_fingerprint
 from ._estimators import refit as refit_estimator
+from ._options import SearchOptions
 from ._scheduler import FusedScheduler
 
-#: Constraints of the torchhpo-only, keyword-only search options.
-TORCHHPO_OPTIONS: dict = {
-    "device": [None, str, torch.device, list, tuple],
-    "dtype": [None, StrOptions({"float32", "float64"}), torch.dtype],
-    "progress": ["boolean"],
-    "max_pack_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
-    "backend": [StrOptions({"local", "ray"})],
-    "checkpoint": [None, str, os.PathLike],
-}
 
-
-class BaseSearchCV(_SklearnBaseSearchCV):
+class BaseSearchCV(SearchOptions, _SklearnBaseSearchCV):
     """Base class of torchhpo's searches; scikit-learn's, with fused training.
 
     Subclasses say which candidates to try (``_run_search``), as in scikit-learn.
     The torchhpo options ``device``, ``dtype``, ``progress``, ``max_pack_size``,
     ``backend`` and ``checkpoint`` are attributes set by the subclasses'
-    constructors.
+    constructors (:class:`~torchhpo.search._options.SearchOptions`).
     """
-
-    def _check_torchhpo_options(self) -> None:
-        """Fail early, quoting the value, on a device or dtype that cannot be used."""
-        if self.device is not None:
-            resolve_devices(self.device)
-        if self.dtype is not None:
-            resolve_dtype(self.dtype)
-
-    def _engine_devices(self) -> list[torch.device] | None:
-        """Devices the packs are spread over (None: each MLP's own device)."""
-        return None if self.device is None else resolve_devices(self.device)
 
     def _continuations(self):
         """Earlier iterations' models to continue (halving on ``max_iter``), or None."""
         return None
-
-    def _mlp_device(self):
-        """The device set on the MLPs (and ``best_estimator_``): the first listed."""
-        if isinstance(self.device, list | tuple):
-            return self.device[0]
-        return self.device
 
     @_fit_context(
         # *SearchCV.estimator is not validated yet

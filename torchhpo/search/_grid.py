@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from sklearn.model_selection import GridSearchCV as _SklearnGridSearchCV
 
-from ._base import TORCHHPO_OPTIONS, BaseSearchCV
+from ._base import BaseSearchCV
+from ._options import TORCHHPO_OPTIONS
 
 
 class GridSearchCV(BaseSearchCV, _SklearnGridSearchCV):

@@ -32,8 +32,9 @@ from sklearn.model_selection._search_successive_halving import (
 )
 from sklearn.utils.validation import _num_samples
 
-from ._base import TORCHHPO_OPTIONS, BaseSearchCV
+from ._base import BaseSearchCV
 from ._continuations import Continuations
+from ._options import TORCHHPO_OPTIONS
 from ._space import check_distributions
 
 

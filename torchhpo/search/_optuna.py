@@ -32,10 +32,16 @@ from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, clone, is_classifier
-from sklearn.metrics import check_scoring
+from sklearn.base import BaseEstimator, _fit_context, clone, is_classifier
+from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import check_cv
 from sklearn.utils import _safe_indexing, check_random_state, get_tags
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    RealNotInt,
+    StrOptions,
+)
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 try:
@@ -47,13 +53,16 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "torchhpo.OptunaSearchCV needs Optuna: pip install 'torchhpo[optuna]'."
     ) from exc
 
-from .._device import resolve_device, resolve_devices, resolve_dtype
+from .._device import resolve_device, resolve_devices
 from ..engine.trainer import CPU_PACK_SIZE
 from ._estimators import fused_form
 from ._estimators import refit as refit_estimator
+from ._options import TORCHHPO_OPTIONS, SearchOptions
 from ._optuna_space import (
     check_deprecated_distributions,
     check_distributions,
+    check_param_names,
+    estimator_names,
     estimator_params,
 )
 from ._optuna_trials import BatchOptimizer
@@ -69,7 +78,7 @@ MIN_TRIALS_PER_BATCH = 10
 MIN_ROUNDS = 4
 
 
-class OptunaSearchCV(BaseEstimator):
+class OptunaSearchCV(SearchOptions, BaseEstimator):
     """Hyper-parameter search with Optuna, training each batch of trials fused.
 
     A drop-in for ``optuna_integration.OptunaSearchCV`` (Optuna 5): the same
@@ -170,6 +179,14 @@ class OptunaSearchCV(BaseEstimator):
         both cases at least 10 trials and at most a quarter of ``n_trials``.
         With pruning, a first batch is capped at the trials the pruner waits for
         before it prunes (``MedianPruner``'s ``n_startup_trials``).
+    param_names : dict of str to str, default=None
+        The estimator parameter a searched parameter sets, where the two names
+        differ. With ``{"alpha": "mlp__alpha"}`` and a space keyed ``alpha``, the
+        study (``trial.params``, its distributions, ``best_params_``, Optuna's
+        plots and dashboard) says ``alpha`` while the Pipeline's ``mlp__alpha`` is
+        set. Keys must be keys of ``param_distributions``; other names are the
+        estimator's own (so are those of trials a study recorded before its
+        parameters were renamed, which ``refit`` still reads).
 
     Attributes
     ----------
@@ -213,6 +230,34 @@ class OptunaSearchCV(BaseEstimator):
 
     _required_parameters = ["estimator", "param_distributions"]
 
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit"])],
+        "param_distributions": [Mapping],
+        "cv": ["cv_object"],
+        "enable_pruning": ["boolean"],
+        # As optuna_integration: a bad error_score is an error only when a fit fails.
+        "error_score": "no_validation",
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_jobs": [numbers.Integral, None],
+        "n_trials": [Interval(numbers.Integral, 0, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "refit": ["boolean"],
+        "return_train_score": ["boolean"],
+        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
+        "study": [optuna.study.Study, None],
+        "subsample": [
+            Interval(RealNotInt, 0, 1, closed="right"),
+            Interval(numbers.Integral, 1, None, closed="left"),
+        ],
+        "timeout": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "verbose": ["verbose"],
+        "callbacks": [list, tuple, None],
+        "catch": [type, Iterable],
+        **TORCHHPO_OPTIONS,
+        "trials_per_batch": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "param_names": [Mapping, None],
+    }
+
     def __init__(
         self,
         estimator,
@@ -241,6 +286,7 @@ class OptunaSearchCV(BaseEstimator):
         backend: str = "local",
         checkpoint: str | os.PathLike | None = None,
         trials_per_batch: int | None = None,
+        param_names: Mapping[str, str] | None = None,
     ):
         # As optuna_integration: deprecated distributions would break clone.
         check_deprecated_distributions(param_distributions)
@@ -269,6 +315,7 @@ class OptunaSearchCV(BaseEstimator):
         self.backend = backend
         self.checkpoint = checkpoint
         self.trials_per_batch = trials_per_batch
+        self.param_names = param_names
 
     # -- the attributes optuna_integration derives from the study ---------------------
     @property
@@ -401,30 +448,23 @@ class OptunaSearchCV(BaseEstimator):
         """Return ``scorer_`` of the best estimator on ``X``, ``y``."""
         return self.scorer_(self.best_estimator_, X, y)
 
-    # -- what the scheduler asks of a search -------------------------------------------
-    def _engine_devices(self) -> list[torch.device] | None:
-        """Devices the packs are spread over (None: each MLP's own device)."""
-        return None if self.device is None else resolve_devices(self.device)
-
-    def _mlp_device(self):
-        """The device set on the MLPs (and ``best_estimator_``): the first listed."""
-        if isinstance(self.device, list | tuple):
-            return self.device[0]
-        return self.device
+    def _estimator_params(self, trial_params: Mapping) -> dict:
+        """A trial's parameters as the estimator takes them (names and values)."""
+        return estimator_params(trial_params, self.param_names)
 
     # -- checks ------------------------------------------------------------------------
     def _check_params(self) -> None:
-        if not isinstance(self.param_distributions, Mapping):
-            raise TypeError("param_distributions must be a mapping.")
-        if not hasattr(self.estimator, "fit"):
-            raise ValueError("estimator must be a scikit-learn estimator.")
-        check_distributions(self.param_distributions)
+        """Check what ``_parameter_constraints`` cannot declare.
+
+        The search space, combinations of options, the study's direction and
+        whether ``device`` names a usable device.
+        """
+        names = check_param_names(self.param_names, self.param_distributions)
+        check_distributions(estimator_names(self.param_distributions, names))
         if self.enable_pruning and not (
             hasattr(self.estimator, "partial_fit") or _mlp_pipeline(self.estimator)
         ):
             raise ValueError("estimator must support partial_fit.")
-        if self.max_iter <= 0:
-            raise ValueError(f"max_iter must be > 0, got {self.max_iter}.")
         if self.study is not None and self.study.direction != StudyDirection.MAXIMIZE:
             raise ValueError("direction of study must be 'maximize'.")
         if self.checkpoint is not None and self.study is not None:
@@ -434,28 +474,12 @@ class OptunaSearchCV(BaseEstimator):
                 "the study its own storage (e.g. storage='sqlite:///search.db', "
                 "load_if_exists=True) to continue it instead."
             )
-        if self.trials_per_batch is not None and (
-            not isinstance(self.trials_per_batch, numbers.Integral)
-            or self.trials_per_batch < 1
-        ):
-            raise ValueError(
-                "trials_per_batch must be a positive integer or None, got "
-                f"{self.trials_per_batch!r}."
-            )
-        if self.backend not in ("local", "ray"):
-            raise ValueError(
-                f"The 'backend' parameter must be 'local' or 'ray', got "
-                f"{self.backend!r}."
-            )
         if self.enable_pruning and self.backend == "ray":
             raise ValueError(
                 "enable_pruning=True needs backend='local': the Ray backend cannot "
                 "stop models per epoch."
             )
-        if self.device is not None:
-            resolve_devices(self.device)
-        if self.dtype is not None:
-            resolve_dtype(self.dtype)
+        self._check_torchhpo_options()
 
     def _batch_size(self, n_splits: int) -> int:
         """Trials per batch: the option, or what the device trains at once."""
@@ -475,6 +499,10 @@ class OptunaSearchCV(BaseEstimator):
         return max(size, 1)
 
     # -- fit -------------------------------------------------------------------------
+    @_fit_context(
+        # OptunaSearchCV.estimator is not validated yet
+        prefer_skip_nested_validation=False
+    )
     def fit(self, X, y=None, groups=None, **fit_params) -> OptunaSearchCV:
         """Run the search: batches of trials, each trained fused, then refit.
 
@@ -574,7 +602,7 @@ class OptunaSearchCV(BaseEstimator):
         """Fit the best parameters on the whole data as ``best_estimator_``."""
         best = clone(self.estimator)
         try:
-            best.set_params(**estimator_params(self.study_.best_params))
+            best.set_params(**self._estimator_params(self.study_.best_params))
         except ValueError as e:
             _logger.exception(e)
         _logger.info(f"Refitting the estimator using {_num_samples(X)} samples...")

@@ -18,6 +18,11 @@ Both also work for a Pipeline's MLP step (``mlp__hidden_layer_sizes``,
 ``mlp__hidden_layer_width``, ...). The trial's parameters, and so ``best_params_``,
 keep the values as Optuna stored them; :func:`estimator_params` gives the
 estimator's.
+
+The study's parameter names may differ from the estimator's: the search's
+``param_names`` maps a study name (``alpha``, as a user writes it) to the estimator
+parameter it sets (``mlp__alpha``, the Pipeline's), checked by
+:func:`check_param_names` and applied by :func:`estimator_params`.
 """
 
 from __future__ import annotations
@@ -123,12 +128,71 @@ def parse_sizes(value, name: str = SIZES) -> tuple[int, ...]:
     return sizes
 
 
-def estimator_params(params: Mapping) -> dict:
+def check_param_names(
+    param_names: Mapping | None, param_distributions: Mapping
+) -> dict:
+    """Check a search's ``param_names``; return it as a plain dict.
+
+    Parameters
+    ----------
+    param_names : mapping of str to str or None
+        Study parameter name -> the estimator parameter it sets.
+    param_distributions : mapping
+        The search space, keyed by study names.
+
+    Raises
+    ------
+    TypeError
+        If a key or value is not a string.
+    ValueError
+        If a key is not a name of ``param_distributions``, or two names would set
+        the same estimator parameter.
+    """
+    names = dict(param_names or {})
+    for key, value in names.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(
+                "param_names must map parameter names (str) to estimator parameter "
+                f"names (str), got {key!r}: {value!r}."
+            )
+        if key not in param_distributions:
+            known = ", ".join(map(repr, param_distributions))
+            raise ValueError(
+                f"param_names renames {key!r}, which is not a key of "
+                f"param_distributions (keys: {known})."
+            )
+    targets: dict = {}
+    for name in param_distributions:
+        target = names.get(name, name)
+        if target in targets:
+            raise ValueError(
+                f"param_names makes {targets[target]!r} and {name!r} both set the "
+                f"estimator parameter {target!r}."
+            )
+        targets[target] = name
+    return names
+
+
+def estimator_names(params: Mapping, names: Mapping | None) -> dict:
+    """Return ``params`` keyed by the estimator's names (``names`` maps study names).
+
+    Names not in ``names`` are kept: they are the estimator's own, and so are those
+    of a study made before its parameters were renamed.
+    """
+    if not names:
+        return dict(params)
+    return {names.get(name, name): value for name, value in params.items()}
+
+
+def estimator_params(params: Mapping, names: Mapping | None = None) -> dict:
     """Return a trial's parameters as the estimator takes them.
 
-    ``hidden_layer_sizes`` strings become tuples; ``hidden_layer_width`` and
-    ``hidden_layer_depth`` become ``hidden_layer_sizes``; the rest is unchanged.
+    Study names become the estimator's through ``names`` (a search's
+    ``param_names``); ``hidden_layer_sizes`` strings become tuples;
+    ``hidden_layer_width`` and ``hidden_layer_depth`` become
+    ``hidden_layer_sizes``; the rest is unchanged.
     """
+    params = estimator_names(params, names)
     out = {}
     for name, value in params.items():
         prefix, param = _split(name)

@@ -28,7 +28,6 @@ from ..engine import DeviceData, train_models
 from ..engine.feed import TaskFeed
 from ..neural_network._base import _STOCHASTIC_SOLVERS
 from ._optuna_pruning import TrialPruning
-from ._optuna_space import estimator_params
 from ._scheduler import _check_candidate, _Model, _prepare
 
 
@@ -171,7 +170,7 @@ class TrialStream(TaskFeed):
             return None
         models, tasks = prepared
         self.trials.append(trial)
-        self.params.append(estimator_params(trial.params))
+        self.params.append(self.search._estimator_params(trial.params))
         self.models.append(models)
         self.tasks.append(tasks)
         self.left[c] = len(models)
@@ -182,7 +181,7 @@ class TrialStream(TaskFeed):
         runner = self.runner
         scheduler = runner.scheduler
         try:
-            params = estimator_params(trial.params)
+            params = self.search._estimator_params(trial.params)
             configured = clone(self.search.estimator).set_params(**params)
         except Exception:
             return None

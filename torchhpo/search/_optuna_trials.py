@@ -33,7 +33,6 @@ from sklearn.utils.parallel import Parallel
 
 from ._estimators import fused_form
 from ._optuna_pruning import TrialPruning
-from ._optuna_space import estimator_params
 from ._optuna_stream import stream_trials
 from ._scheduler import FusedScheduler
 
@@ -234,7 +233,7 @@ class BatchOptimizer:
                 self._fail(trial, error)
                 continue
             try:
-                params = estimator_params(trial.params)
+                params = self.search._estimator_params(trial.params)
                 configured[trial.number] = clone(self.search.estimator).set_params(
                     **params
                 )

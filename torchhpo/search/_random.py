@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from sklearn.model_selection import RandomizedSearchCV as _SklearnRandomizedSearchCV
 
-from ._base import TORCHHPO_OPTIONS, BaseSearchCV
+from ._base import BaseSearchCV
+from ._options import TORCHHPO_OPTIONS
 from ._space import check_distributions
 
 
