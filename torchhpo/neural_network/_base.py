@@ -21,17 +21,17 @@ import torch
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.neural_network._multilayer_perceptron import BaseMultilayerPerceptron
-from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._device import resolve_device, resolve_dtype
+from .._sklearn_compat import (
+    AdamOptimizer,
+    BaseMultilayerPerceptron,
+    SGDOptimizer,
+    StrOptions,
+    _check_sample_weight,
+)
 from ..engine import (
     DeviceData,
     Hyperparams,

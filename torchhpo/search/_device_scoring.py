@@ -35,13 +35,12 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.metrics._scorer import _MultimetricScorer
 from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 from sklearn.neural_network import MLPRegressor as SklearnMLPRegressor
-from sklearn.utils import _safe_indexing
-from sklearn.utils.validation import _num_samples, validate_data
+from sklearn.utils.validation import validate_data
 
 from .._device import resolve_device
+from .._sklearn_compat import _MultimetricScorer, _num_samples, _safe_indexing
 from ..metrics import Predictions, compute, scorer_metric
 from ..neural_network import MLPClassifier, MLPRegressor
 

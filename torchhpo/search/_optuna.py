@@ -35,8 +35,8 @@ import torch
 from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
-from sklearn.utils import _safe_indexing, check_random_state, get_tags
-from sklearn.utils.validation import _num_samples, check_is_fitted
+from sklearn.utils import check_random_state, get_tags
+from sklearn.utils.validation import check_is_fitted
 
 try:
     import optuna
@@ -48,6 +48,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     ) from exc
 
 from .._device import resolve_device, resolve_devices, resolve_dtype
+from .._sklearn_compat import _num_samples, _safe_indexing
 from ..engine.trainer import CPU_PACK_SIZE
 from ._estimators import fused_form
 from ._estimators import refit as refit_estimator
