@@ -52,13 +52,14 @@ def _trained_on_aten(pack: Pack) -> tuple[bool, np.ndarray]:
     return any("bmm" in op for op in measured.snapshot().ops), losses
 
 
-def test_the_native_step_runs_no_aten_matmul(fresh):
+def test_the_native_step_runs_no_aten_matmul():
     if native.load() is None:
         pytest.skip("no working C compiler here")
     on_aten, losses = _trained_on_aten(_pack())
     assert not on_aten and np.isfinite(losses).all()
 
 
+@pytest.mark.slow
 def test_built_once_into_the_cache_then_reused(fresh, monkeypatch):
     if native.load() is None:
         pytest.skip("no working C compiler here")
@@ -219,6 +220,7 @@ def test_a_damaged_build_is_rebuilt_before_loading(fresh, damage):
     assert library.stat().st_size > len(whole) // 2  # rebuilt in place
 
 
+@pytest.mark.slow
 def test_a_hung_compiler_is_stopped_and_training_falls_back(fresh, monkeypatch):
     hang = fresh / "hang-cc"
     hang.write_text("#!/bin/sh\nsleep 60\n")  # its child holds the pipes too
