@@ -76,13 +76,13 @@ class Timers:
 @contextmanager
 def instrumented(timers: Timers):
     """Patch the search's stages with timers for the duration of the block."""
-    from torchhpo.search import _base, _scheduler
+    from torchhpo.search import _scheduler, _sklearn_fit
 
     patches = [
         (_scheduler.FusedScheduler, "_train", "train"),
         (_scheduler, "replay_fit_and_score", "score"),
         (_scheduler, "score_models", "score"),
-        (_base, "refit_estimator", "refit"),
+        (_sklearn_fit, "refit_estimator", "refit"),
     ]
     saved = []
     for owner, name, stage in patches:

@@ -50,6 +50,7 @@ def _fit(search_cls, mlp_cls):
     return search_cls(mlp, GRID, cv=2).fit(X, y)
 
 
+@pytest.mark.slow
 def test_search_is_logged_as_autologging_logs_scikit_learns(store, tmp_path):
     mlflow.sklearn.autolog(log_models=False, log_datasets=False, silent=True)
     _fit(SkGridSearchCV, SkMLPClassifier)

@@ -5,6 +5,7 @@
 ``torchhpo.OptunaSearchCV`` is imported on first use: it needs the ``optuna`` extra.
 """
 
+from ._version import __version__
 from .neural_network import MLPClassifier, MLPRegressor
 from .search import (
     GridSearchCV,
@@ -12,8 +13,6 @@ from .search import (
     HalvingRandomSearchCV,
     RandomizedSearchCV,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "GridSearchCV",

@@ -25,6 +25,7 @@ def run_args(config, out, *extra):
     ]
 
 
+@pytest.mark.slow
 def test_resume_reads_the_journal_and_trains_nothing_more(
     tiny_config_path, tmp_path, monkeypatch, capsys
 ):
@@ -63,6 +64,7 @@ def test_resume_needs_an_existing_journal(tiny_config_path, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_journal_of_another_config_is_refused(tiny_config_path, tmp_path, capsys):
     journal = tmp_path / "tiny.journal"
     assert (
@@ -87,6 +89,7 @@ def _scores(path):
     return [[row[j] for j in columns] for row in rows]
 
 
+@pytest.mark.slow
 def test_journal_header_names_the_format(tiny_config_path, tmp_path):
     journal = tmp_path / "tiny.journal"
     main(run_args(tiny_config_path, tmp_path / "run", "--checkpoint", str(journal)))

@@ -64,6 +64,7 @@ def _predicted(path):
     return pd.read_csv(path)["prediction"].to_numpy()
 
 
+@pytest.mark.slow
 def test_run_folder_records_the_input_columns(regression_run):
     record = json.loads((regression_run.folder / "columns.json").read_text())
     assert record["target"] == "price"

@@ -32,6 +32,7 @@ def _small(**sections):
     return config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("cv", "splitter"),
     [
@@ -135,6 +136,7 @@ def test_columns_keeps_a_subset(tmp_path):
     assert result.dataset.X.shape == (150, 1)
 
 
+@pytest.mark.slow
 def test_auto_warns_about_a_nearly_unique_string_column(tmp_path):
     _group_table().to_csv(tmp_path / "d.csv", index=False)
     path = write_config(tmp_path / "c.yaml", _regression("d.csv"))

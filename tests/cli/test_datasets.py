@@ -125,6 +125,7 @@ def test_classifier_on_a_continuous_target_is_refused_before_training(tmp_path):
         run(path, out=tmp_path / "run", progress=False)
 
 
+@pytest.mark.slow
 def test_predict_refuses_data_without_the_model_features(iris_run, tmp_path):
     (tmp_path / "d.csv").write_text("a,b\n1,2\n")
     with pytest.raises(CommandError, match="lacks the model's columns"):

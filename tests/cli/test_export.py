@@ -41,6 +41,7 @@ def _run(tmp_path, **sections):
     return run(path, out=tmp_path / "run", progress=False, plots=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preprocessing", ["standardize", "none"])
 def test_raw_columns_with_standardization_folded(exporters, tmp_path, preprocessing):
     result = _run(tmp_path, preprocessing=preprocessing)
@@ -53,6 +54,7 @@ def test_raw_columns_with_standardization_folded(exporters, tmp_path, preprocess
     assert_allclose(out, expected, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_auto_numeric_only_takes_raw_columns_with_nan(exporters, tmp_path):
     result = _run(tmp_path, preprocessing="auto")
     exported = export_onnx(result.folder, tmp_path / "m.onnx", dtype="float64")
@@ -65,6 +67,7 @@ def test_auto_numeric_only_takes_raw_columns_with_nan(exporters, tmp_path):
     assert_allclose(out, expected, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_auto_with_categories_takes_encoded_features_and_says_so(exporters, tmp_path):
     config = tiny_config(dataset={"file": str(DATA), "target": "species"})
     config["preprocessing"] = "auto"
@@ -86,6 +89,7 @@ def test_auto_with_categories_takes_encoded_features_and_says_so(exporters, tmp_
     assert "Gentoo" in meta["classes"]
 
 
+@pytest.mark.slow
 def test_regressor_output_is_predict(exporters, tmp_path):
     config = tiny_config(
         dataset={"name": "diabetes"},
@@ -103,6 +107,7 @@ def test_regressor_output_is_predict(exporters, tmp_path):
     assert_allclose(out, expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_command_line_and_existing_file(exporters, tmp_path, capsys):
     result = _run(tmp_path)
     target = tmp_path / "model.onnx"
@@ -121,6 +126,7 @@ def test_missing_exporter_is_named(tmp_path, monkeypatch):
         export_onnx(result.folder, tmp_path / "m.onnx")
 
 
+@pytest.mark.slow
 def test_default_graph_is_the_training_dtype_in_one_file(exporters, tmp_path, capsys):
     result = _run(tmp_path)  # dtype's default: trained in float32
     folder = tmp_path / "onnx"

@@ -81,6 +81,7 @@ def test_halving_config_errors_name_the_key(tmp_path, search, key, message):
     assert message in str(error.value)
 
 
+@pytest.mark.slow
 def test_halving_run_shows_the_rungs(tmp_path):
     raw = _halving()
     path = write_config(tmp_path / "h.yaml", raw)

@@ -45,6 +45,7 @@ def test_seed_optuna_config_loads():
     assert config.optuna["pruner"] == "median"
 
 
+@pytest.mark.slow
 def test_optuna_run_writes_trials_and_plots_and_continues(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     path = _optuna_config(tmp_path, storage=storage)

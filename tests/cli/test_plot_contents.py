@@ -39,6 +39,7 @@ def _legend_texts(figure):
     return [t.get_text() for legend in figure.legends for t in legend.get_texts()]
 
 
+@pytest.mark.slow
 def test_scores_plot_labels_its_axes_colours_and_log_ticks(tmp_path, figures):
     _run(
         tmp_path,
@@ -71,6 +72,7 @@ def test_scores_plot_labels_its_axes_colours_and_log_ticks(tmp_path, figures):
     assert not [t.get_text() for t in alpha.get_xticklabels(minor=True) if t.get_text()]
 
 
+@pytest.mark.slow
 def test_halving_scores_are_coloured_by_iteration(tmp_path, figures):
     result = _run(
         tmp_path,
@@ -89,6 +91,7 @@ def test_halving_scores_are_coloured_by_iteration(tmp_path, figures):
         assert f"iteration {k} (max_iter {r})" in legend
 
 
+@pytest.mark.slow
 def test_time_plot_speaks_the_users_words(tmp_path, figures):
     result = _run(
         tmp_path,
@@ -112,6 +115,7 @@ def test_time_plot_speaks_the_users_words(tmp_path, figures):
     ]
 
 
+@pytest.mark.slow
 def test_optuna_run_writes_optunas_plots_with_integer_trials(tmp_path, figures):
     pytest.importorskip("optuna")
     result = _run(
@@ -137,6 +141,7 @@ def test_optuna_run_writes_optunas_plots_with_integer_trials(tmp_path, figures):
     assert ax.get_legend() is None and "completed trial" in _legend_texts(history)
 
 
+@pytest.mark.slow
 def test_continuous_only_scores_legend_names_only_what_is_drawn(tmp_path, figures):
     _run(
         tmp_path,

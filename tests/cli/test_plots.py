@@ -29,6 +29,7 @@ def _check_png(path, min_width=400, min_height=300, coloured=True):
     return pixels
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PLOT_FILES)
 def test_plots_are_written_and_not_blank(iris_run, name):
     _check_png(iris_run.folder / "plots" / name)
@@ -40,11 +41,13 @@ def test_score_plot_has_a_panel_per_searched_parameter(iris_run):
     assert wide.shape[1] > 1.5 * wide.shape[0]
 
 
+@pytest.mark.slow
 def test_loss_curve_plot_without_curves_says_why(tmp_path):
     path = plot_loss_curves([None, None], None, {"solver": "lbfgs"}, tmp_path / "l.png")
     _check_png(path, coloured=False)
 
 
+@pytest.mark.slow
 def test_random_search_plots_continuous_parameters(tmp_path):
     config = tiny_config()
     config["search"] = {
@@ -66,6 +69,7 @@ def test_random_search_plots_continuous_parameters(tmp_path):
         _check_png(result.folder / "plots" / name)
 
 
+@pytest.mark.slow
 def test_without_matplotlib_the_run_skips_plots_with_a_note(tmp_path, monkeypatch):
     monkeypatch.setattr("torchhpo.cli._runner.plots_available", lambda: False)
     config = tiny_config()

@@ -50,6 +50,7 @@ SEARCHES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(SEARCHES))
 def test_one_bar_per_run(tmp_path, monkeypatch, kind):
     if kind.startswith("optuna"):

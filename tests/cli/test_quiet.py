@@ -1,5 +1,7 @@
 """``torchhpo run --quiet``: the run folder's path, and nothing else."""
 
+import pytest
+
 from torchhpo.cli import main
 
 from .conftest import tiny_config, write_config
@@ -22,6 +24,7 @@ def test_quiet_prints_only_the_run_folder(tmp_path, capsys):
     assert "rank" in printed.out.lower()
 
 
+@pytest.mark.slow
 def test_quiet_optuna_run_prints_no_log_lines(tmp_path, capsys):
     import pytest
 

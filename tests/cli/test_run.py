@@ -135,6 +135,7 @@ def test_existing_run_folder_is_not_overwritten_without_force(
     assert after == before
 
 
+@pytest.mark.slow
 def test_force_replaces_the_previous_run_and_keeps_other_files(tmp_path):
     config = tiny_config()
     config["search"]["space"] = {"hidden_layer_sizes": [[4]]}
@@ -168,6 +169,7 @@ def _cli(*args, cwd):
     )
 
 
+@pytest.mark.slow
 def test_command_line_end_to_end(iris_run, tiny_config_path, tmp_path):
     """``python -m torchhpo run`` then ``predict``, in subprocesses."""
     out = tmp_path / "run"

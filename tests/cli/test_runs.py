@@ -41,6 +41,7 @@ def _run(config, out, **options):
     return run(config, out=out, progress=False, stdout=io.StringIO(), **options)
 
 
+@pytest.mark.slow
 def test_links_in_an_old_run_folder_are_replaced_not_followed(config, tmp_path):
     out = tmp_path / "run"
     _run(config, out)
@@ -104,6 +105,7 @@ HOLDER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_folder_stops_before_training(
     config, tmp_path, monkeypatch
 ):

@@ -67,6 +67,7 @@ class ListFeed(TaskFeed):
         return not self.waiting
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_workers", [1, 2])
 def test_fed_models_end_as_given_models(data, n_workers):
     tasks = _tasks(30)

@@ -121,6 +121,7 @@ def test_a_failing_callback_ends_the_training_with_its_error(problem):
         train_models(data, tasks, n_workers=2, max_pack_size=1, on_result=fail)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_forking_after_thread_workers(problem):
     # Thread workers that just ended can leave MKL mid-cleanup at the next fork;
@@ -150,6 +151,7 @@ def _stop_once_in_children(marker):
     return hook
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_stopped_worker_is_killed_and_its_pack_retried(
     problem, tmp_path, monkeypatch
@@ -168,6 +170,7 @@ def test_a_stopped_worker_is_killed_and_its_pack_retried(
     _same(results, reference)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_pack_whose_workers_stop_twice_is_a_worker_error(problem, monkeypatch):
     data, tasks, _ = problem

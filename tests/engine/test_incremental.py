@@ -6,14 +6,13 @@ Optuna's pruning does) as one engine task, whose models can share a pack.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_digits
 
-from torchhpo import MLPClassifier, MLPRegressor
-from torchhpo.engine import train_models
+from torchhpo import MLPClassifier
+from torchhpo.engine import DeviceData, Hyperparams, ModelTask, train_models
 
 N_EPOCHS = 6
 
@@ -21,6 +20,28 @@ N_EPOCHS = 6
 def _data(n: int = 240):
     X, y = load_digits(return_X_y=True)
     return X[:n] / 16.0, y[:n]
+
+
+def _classes(X, Y) -> DeviceData:
+    return DeviceData.from_numpy(
+        X, Y, target_kind="multiclass", loss="log_loss", dtype=torch.float64
+    )
+
+
+def _epochs_task(params: dict, n_rows: int, **task) -> ModelTask:
+    """N partial_fit epochs as one task, through the engine's own records."""
+    return ModelTask(
+        Hyperparams(**params),
+        np.arange(n_rows),
+        incremental=True,
+        incremental_epochs=N_EPOCHS,
+        **task,
+    )
+
+
+def _estimator_seed(random_state: int) -> int:
+    """The model seed an MLP draws first from its ``random_state``."""
+    return int(np.random.RandomState(random_state).randint(np.iinfo(np.int32).max))
 
 
 @pytest.mark.parametrize(
@@ -33,17 +54,17 @@ def _data(n: int = 240):
 )
 def test_epochs_equal_repeated_partial_fit(params):
     X, y = _data()
-    make = dict(hidden_layer_sizes=(12,), random_state=3, dtype="float64", **params)
-    by_calls = MLPClassifier(**make)
+    by_calls = MLPClassifier(
+        hidden_layer_sizes=(12,), random_state=3, dtype="float64", **params
+    )
     for _ in range(N_EPOCHS):
         by_calls.partial_fit(X, y, classes=np.unique(y))
 
-    fused = MLPClassifier(**make)
-    Y = fused.encode_targets(y)
-    fused._initialize(Y.shape[1], [X.shape[1], 12, Y.shape[1]])
-    task = fused._build_task(Y, np.arange(len(X)), incremental=True)
-    task = replace(task, incremental_epochs=N_EPOCHS)
-    (result,) = train_models(fused._device_data(X, Y, None), [task])
+    Y = by_calls.encode_targets(y)
+    task = _epochs_task(
+        {"hidden_layer_sizes": (12,), **params}, len(X), seed=_estimator_seed(3)
+    )
+    (result,) = train_models(_classes(X, Y), [task])
     assert result.n_iter == N_EPOCHS
     assert not result.hit_max_iter and result.convergence_message is None
     np.testing.assert_allclose(
@@ -56,14 +77,12 @@ def test_epochs_equal_repeated_partial_fit(params):
 
 def test_epochs_ignore_max_iter_and_tol():
     X, y = _data()
-    mlp = MLPRegressor(
-        hidden_layer_sizes=(5,), max_iter=2, tol=1e9, random_state=0, dtype="float64"
-    )
     Y = y.reshape(-1, 1).astype(float)
-    task = mlp._build_task(Y, np.arange(len(X)), incremental=True)
-    (result,) = train_models(
-        mlp._device_data(X, Y, None), [replace(task, incremental_epochs=N_EPOCHS)]
+    data = DeviceData.from_numpy(
+        X, Y, target_kind="regression", loss="squared_error", dtype=torch.float64
     )
+    params = {"hidden_layer_sizes": (5,), "max_iter": 2, "tol": 1e9}
+    (result,) = train_models(data, [_epochs_task(params, len(X))])
     assert result.n_iter == N_EPOCHS
     assert len(result.state.loss_curve) == N_EPOCHS
     assert not result.hit_max_iter
@@ -104,13 +123,10 @@ def test_epochs_equal_sklearn_partial_fit_from_the_same_weights(params):
     for _ in range(N_EPOCHS):
         sk.partial_fit(X, y)
 
-    th = MLPClassifier(dtype="float64", device="cpu", **make)
-    Y = th.encode_targets(y)
+    Y = MLPClassifier(**make).encode_targets(y)
     start = ModelState([c.copy() for c in coefs], [b.copy() for b in intercepts])
-    task = th._build_task(Y, np.arange(len(X)), incremental=True, init=start)
-    (result,) = train_models(
-        th._device_data(X, Y, None), [replace(task, incremental_epochs=N_EPOCHS)]
-    )
+    task = _epochs_task(make, len(X), init=start)
+    (result,) = train_models(_classes(X, Y), [task])
     np.testing.assert_allclose(result.state.loss_curve, sk.loss_curve_, rtol=1e-9)
     assert result.state.t == sk.t_
     for got, ref in zip(

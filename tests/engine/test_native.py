@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from torchhpo.engine import DeviceData, Hyperparams, ModelTask, Pack, native
+from torchhpo.engine import (
+    DeviceData,
+    Hyperparams,
+    ModelTask,
+    Pack,
+    instruments,
+    native,
+)
 from torchhpo.engine import rng as rng_module
 
 
@@ -38,6 +45,21 @@ def _pack():
     return Pack(data, [ModelTask(hyper, np.arange(60), seed=0)])
 
 
+def _trained_on_aten(pack: Pack) -> tuple[bool, np.ndarray]:
+    """Train an epoch; whether its steps ran ATen's matmuls, and the losses."""
+    with instruments.measure() as measured:
+        losses, _, _ = pack.run_epoch()
+    return any("bmm" in op for op in measured.snapshot().ops), losses
+
+
+def test_the_native_step_runs_no_aten_matmul():
+    if native.load() is None:
+        pytest.skip("no working C compiler here")
+    on_aten, losses = _trained_on_aten(_pack())
+    assert not on_aten and np.isfinite(losses).all()
+
+
+@pytest.mark.slow
 def test_built_once_into_the_cache_then_reused(fresh, monkeypatch):
     if native.load() is None:
         pytest.skip("no working C compiler here")
@@ -56,16 +78,15 @@ def test_without_a_compiler_training_runs_on_aten(fresh, monkeypatch):
     monkeypatch.setenv("CC", "false")  # a compiler that always fails
     with pytest.warns(RuntimeWarning, match="fused CPU kernels unavailable"):
         assert native.load() is None
-    pack = _pack()
-    losses, _, _ = pack.run_epoch()
-    assert pack._fused_step().native is None
-    assert np.isfinite(losses).all()
+    on_aten, losses = _trained_on_aten(_pack())
+    assert on_aten and np.isfinite(losses).all()
 
 
 def test_can_be_switched_off(fresh, monkeypatch):
     monkeypatch.setenv("TORCHHPO_NATIVE", "0")
     assert native.kernels(torch.float32, torch.device("cpu")) is None
-    assert _pack()._fused_step().native is None
+    on_aten, _ = _trained_on_aten(_pack())
+    assert on_aten
 
 
 def test_only_for_cpu_float32_and_float64(fresh):
@@ -199,6 +220,7 @@ def test_a_damaged_build_is_rebuilt_before_loading(fresh, damage):
     assert library.stat().st_size > len(whole) // 2  # rebuilt in place
 
 
+@pytest.mark.slow
 def test_a_hung_compiler_is_stopped_and_training_falls_back(fresh, monkeypatch):
     hang = fresh / "hang-cc"
     hang.write_text("#!/bin/sh\nsleep 60\n")  # its child holds the pipes too

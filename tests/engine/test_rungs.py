@@ -119,6 +119,7 @@ class _DropBelow(EpochPolicy):
         return (epochs >= self.after) & (scores < self.threshold)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_workers", [1, 2])
 def test_policy_stops_named_models_and_spares_the_rest(n_workers):
     data = _data("multiclass")

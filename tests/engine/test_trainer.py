@@ -37,6 +37,7 @@ def _weights(results):
     return [np.concatenate([c.ravel() for c in r.state.coefs]) for r in results]
 
 
+@pytest.mark.slow
 def test_worker_threads_give_identical_results(digits_tasks):
     data, tasks = digits_tasks
     serial = train_models(data, tasks, n_workers=1)

@@ -10,6 +10,7 @@ only to scikit-learn's own estimators, so :func:`_instances_for_check` does it h
 
 from __future__ import annotations
 
+import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -70,6 +71,7 @@ def _instances_for_check(check, estimator):
         yield clone(estimator).set_params(**extra)
 
 
+@pytest.mark.slow
 @parametrize_with_checks(ESTIMATORS)
 def test_sklearn_estimator_checks(estimator, check):
     for instance in _instances_for_check(check, estimator):

@@ -323,6 +323,7 @@ def _report(what, sk, th, tol):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id", CASE_IDS)
 def test_held_out_score_matches_sklearn(case_id):
     result = runs(case_id)
@@ -334,6 +335,7 @@ def test_held_out_score_matches_sklearn(case_id):
     assert abs(th.mean() - sk.mean()) <= tol, _report("held-out score", sk, th, tol)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_id", CASE_IDS)
 def test_n_iter_behaviour_matches_sklearn(case_id):
     result = runs(case_id)
@@ -358,6 +360,7 @@ def test_n_iter_behaviour_matches_sklearn(case_id):
         assert th["warned"].mean() >= 0.5, th["n_iter"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case_id",
     [c for c in CASE_IDS if CASES[c][1]["solver"] != "lbfgs"],

@@ -294,6 +294,7 @@ def test_clone_keeps_parameters_not_state():
     assert set(copy.get_params()) == set(sk_copy.get_params()) | {"device", "dtype"}
 
 
+@pytest.mark.slow
 @QUIET
 @pytest.mark.parametrize("target", ["multiclass", "regression-1d"])
 def test_pipeline(target):
@@ -471,6 +472,7 @@ def test_weights_and_predictions_in_the_input_dtype(x_dtype, dtype):
 
 
 # -- labels ------------------------------------------------------------------------
+@pytest.mark.slow
 @QUIET
 @pytest.mark.parametrize("labels", [["cat", "dog"], ["cat", "dog", "fish"]])
 def test_string_labels(labels):

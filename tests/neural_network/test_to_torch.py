@@ -104,6 +104,7 @@ def test_binary_columns_are_predict_probas():
     assert_allclose(out.sum(axis=1), 1.0, atol=1e-12)
 
 
+@pytest.mark.slow
 @QUIET
 @pytest.mark.parametrize("kind", ["binary", "regression"])
 def test_trainable_and_independent_of_the_estimator(kind):
@@ -127,6 +128,7 @@ def test_trainable_and_independent_of_the_estimator(kind):
         assert_allclose(after.sum(dim=1).numpy(), 1.0, atol=1e-12)
 
 
+@pytest.mark.slow
 @QUIET
 def test_best_estimator_of_a_search():
     search = th.GridSearchCV(
@@ -172,6 +174,7 @@ def test_not_fitted():
         th.MLPClassifier().to_torch()
 
 
+@pytest.mark.slow
 @QUIET
 @pytest.mark.parametrize("kind", ["binary", "multilabel", "poisson"])
 def test_torch_export_round_trip(kind):
@@ -185,6 +188,7 @@ def test_torch_export_round_trip(kind):
     assert_allclose(out, _expected(model, X_), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 @QUIET
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # the exporter's own
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])

@@ -114,6 +114,7 @@ def run_until_hanging(path, stop, sig):
     return proc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
 def test_killed_search_resumes_training_only_what_is_missing(
     tmp_path, monkeypatch, uninterrupted, sig
@@ -132,6 +133,7 @@ def test_killed_search_resumes_training_only_what_is_missing(
     assert len(records(path)) == N_MODELS  # kept, now complete
 
 
+@pytest.mark.slow
 def test_finished_search_reruns_without_training(tmp_path, monkeypatch, uninterrupted):
     path = tmp_path / "search.journal"
     first = make_search(path).fit(*load_data())
@@ -149,6 +151,7 @@ def test_finished_search_reruns_without_training(tmp_path, monkeypatch, uninterr
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_torn_last_record_is_dropped_and_retrained(
     tmp_path, monkeypatch, uninterrupted
 ):
@@ -164,6 +167,7 @@ def test_torn_last_record_is_dropped_and_retrained(
     assert len(records(path)) == N_MODELS  # the torn line was overwritten
 
 
+@pytest.mark.slow
 def test_journal_of_other_data_or_space_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "search.journal"
     X, y = load_data()
@@ -261,6 +265,7 @@ def _unhashable(line: bytes) -> bytes:
     return json.dumps(record, separators=(",", ":")).encode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", [_flip_bit, _retag, _unhashable])
 def test_a_record_changed_on_disk_is_dropped_and_retrained(
     tmp_path, monkeypatch, uninterrupted, damage
@@ -292,6 +297,7 @@ HOLDER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_naming_the_holder(tmp_path):
     from torchhpo.search._checkpoint import Journal
 

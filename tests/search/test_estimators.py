@@ -80,6 +80,7 @@ def test_scikit_learn_cv_results_structure_with_its_mlp(digits_small):
     assert_same_structure(ours.cv_results_, theirs.cv_results_)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("final", ["torchhpo", "sklearn"])
 def test_pipeline_ending_in_an_mlp(digits_small, monkeypatch, final):
     X, y = digits_small
@@ -109,6 +110,7 @@ def test_pipeline_ending_in_an_mlp(digits_small, monkeypatch, final):
     np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
 
 
+@pytest.mark.slow
 def test_pipeline_parameters_of_earlier_steps_only(digits_small):
     X, y = digits_small
     pipe = Pipeline([("pca", PCA()), ("mlp", torch_mlp())])
@@ -118,6 +120,7 @@ def test_pipeline_parameters_of_earlier_steps_only(digits_small):
     assert_same_scores(ours.cv_results_, theirs.cv_results_)
 
 
+@pytest.mark.slow
 def test_pipeline_with_a_passthrough_step(digits_small, monkeypatch):
     X, y = digits_small
     spy = EngineSpy(monkeypatch)
@@ -131,6 +134,7 @@ def test_pipeline_with_a_passthrough_step(digits_small, monkeypatch):
     assert_same_scores(ours.cv_results_, theirs.cv_results_, **DEVICE_SCORING)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "estimator, param_grid",
     [
@@ -159,6 +163,7 @@ def test_other_estimators_give_what_scikit_learn_gives(
     np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
 
 
+@pytest.mark.slow
 def test_mixed_candidates_replacing_the_final_step(digits_small, monkeypatch):
     X, y = digits_small
     spy = EngineSpy(monkeypatch)
@@ -173,6 +178,7 @@ def test_mixed_candidates_replacing_the_final_step(digits_small, monkeypatch):
     assert_same_scores(ours.cv_results_, theirs.cv_results_)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "make", [lambda: torch_mlp(torchhpo.MLPRegressor), lambda: "sklearn"]
 )

@@ -46,6 +46,7 @@ def split_scores(results, index):
     return np.array([results[k][index] for k in keys])
 
 
+@pytest.mark.slow
 def test_a_diverging_candidate_is_isolated(digits_small, monkeypatch):
     X, y = digits_small
     spy = EngineSpy(monkeypatch)
@@ -107,6 +108,7 @@ def fit_failed_messages(caught):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "bad", [{"alpha": -1.0}, {"hidden_layer_sizes": (0,)}, {"solver": "newton"}]
 )
@@ -166,6 +168,7 @@ def test_unknown_parameter_name_fails_before_training(
     assert str(ours.value) == str(theirs.value)
 
 
+@pytest.mark.slow
 def test_a_fold_missing_a_class_behaves_as_scikit_learn(digits_small):
     X, y = digits_small
     order = np.argsort(y, kind="stable")
@@ -181,6 +184,7 @@ def test_a_fold_missing_a_class_behaves_as_scikit_learn(digits_small):
     assert_same_scores(ours.cv_results_, theirs.cv_results_)
 
 
+@pytest.mark.slow
 def test_bad_data_fails_as_scikit_learn(digits_small):
     X, y = digits_small
     X = X.copy()

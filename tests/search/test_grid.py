@@ -115,6 +115,7 @@ def test_seed_grid_trains_as_at_most_two_packs_with_data_sent_once(digits, monke
     assert len(plan_packs(spy.calls[0])) <= 2
 
 
+@pytest.mark.slow
 def test_cv_results_have_scikit_learns_keys_order_and_dtypes(digits_small):
     X, y = digits_small
     param_grid = [
@@ -136,6 +137,7 @@ def test_cv_results_have_scikit_learns_keys_order_and_dtypes(digits_small):
     assert ours.scorer_ is not None
 
 
+@pytest.mark.slow
 def test_fused_scores_equal_scikit_learns_search_of_the_same_estimator(
     digits_small,
 ):
@@ -165,6 +167,7 @@ def test_fit_time_is_each_models_share_of_its_pack(digits_small):
     assert np.all(search.cv_results_["mean_score_time"] > 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "scoring, refit",
     [
@@ -208,6 +211,7 @@ def test_every_scoring_form_and_refit(digits_small, scoring, refit):
         assert not hasattr(ours, "best_estimator_")
 
 
+@pytest.mark.slow
 def test_groups_and_sample_weight_are_routed_to_the_folds(digits_small, rng):
     X, y = digits_small
     groups = np.arange(len(y)) % 5
@@ -228,6 +232,7 @@ def test_groups_and_sample_weight_are_routed_to_the_folds(digits_small, rng):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "cv",
     [

@@ -104,6 +104,7 @@ def test_signature_and_defaults_are_sklearns(ours_cls, theirs_cls):
     assert all(ours[name].kind is ours[name].KEYWORD_ONLY for name in extra)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kind, kwargs",
     [
@@ -146,6 +147,7 @@ def test_attributes_and_layout_equal_sklearns(digits, kind, kwargs):
     )
 
 
+@pytest.mark.slow
 def test_ties_keep_the_candidates_sklearn_keeps(digits):
     # max_fun does not change adam's training: every candidate ties with the others.
     X, y = digits
@@ -185,6 +187,7 @@ def test_max_iter_survivors_continue_instead_of_retraining(digits, monkeypatch):
     assert sum(len(tasks) for tasks in later) <= 3 * sum(kept)
 
 
+@pytest.mark.slow
 def test_max_iter_equals_sklearns_halving_retraining_from_scratch(digits):
     """Float64, early stopping and every schedule: continued == retrained."""
     X, y = digits
@@ -314,6 +317,7 @@ def test_broken_distribution_names_the_parameter(digits):
         search.fit(X, y)
 
 
+@pytest.mark.slow
 def test_killed_halving_search_resumes_to_the_same_results(
     digits, tmp_path, monkeypatch
 ):

@@ -329,6 +329,7 @@ def test_regressor_pruning_reports_r2(diabetes):
         assert trial.intermediate_values[4] == pytest.approx(trial.value, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_continues_a_killed_search_from_sqlite(digits, tmp_path):
     X, y = digits
     storage = f"sqlite:///{tmp_path / 'search.db'}"
@@ -459,6 +460,7 @@ def test_checks_before_training(digits):
         OptunaSearchCV(_mlp(), SPACE, study=minimize).fit(X, y)
 
 
+@pytest.mark.slow
 def test_pipelines_and_other_estimators(digits):
     X, y = digits
     pipe = OptunaSearchCV(
@@ -515,6 +517,7 @@ def test_batch_size_follows_the_device():
     assert OptunaSearchCV(_mlp(), SPACE, trials_per_batch=3)._batch_size(5) == 3
 
 
+@pytest.mark.slow
 def test_import_torchhpo_without_optuna():
     code = (
         "import sys; sys.modules['optuna'] = None\n"

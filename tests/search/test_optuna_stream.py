@@ -101,6 +101,7 @@ def _asked_while_an_older_trial_runs(events) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("enable_pruning", [False, True])
 def test_trials_are_asked_as_slots_free_and_told_as_they_end(
     digits, events, packs, enable_pruning
@@ -121,6 +122,7 @@ def test_trials_are_asked_as_slots_free_and_told_as_they_end(
     assert any(len(p.tasks) > p.capacity for p in streamed)
 
 
+@pytest.mark.slow
 def test_batches_when_asked_for(digits, events):
     X, y = digits
     _search(trials_per_batch=3).fit(X, y)

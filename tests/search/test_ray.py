@@ -82,6 +82,7 @@ def hook_packs(monkeypatch, directory, pause):
     )
 
 
+@pytest.mark.slow
 def test_ray_backend_gives_the_scores_of_the_local_one(
     cluster, digits_small, local_results, tmp_path, monkeypatch
 ):
@@ -93,6 +94,7 @@ def test_ray_backend_gives_the_scores_of_the_local_one(
     assert len(set(starts)) == 2  # both nodes trained packs
 
 
+@pytest.mark.slow
 def test_a_node_lost_mid_search_loses_no_model(
     cluster, digits_small, local_results, tmp_path, monkeypatch
 ):

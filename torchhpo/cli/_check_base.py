@@ -14,12 +14,8 @@ import difflib
 from collections.abc import Mapping
 from pathlib import Path
 
-from sklearn.utils._param_validation import (
-    InvalidParameterError,
-    validate_parameter_constraints,
-)
-
 from .._device import resolve_device
+from .._sklearn_compat import InvalidParameterError, validate_parameter_constraints
 from ._schema import ConfigError, plain_value
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .. import __version__
 from .. import configs as bundled_configs
+from .._version import __version__
 from ._export import ExportError, export_onnx
 from ._model_io import ModelFormatError
 from ._runner import CommandError, predict, run

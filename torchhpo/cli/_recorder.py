@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import check_scoring
 from sklearn.pipeline import Pipeline
-from sklearn.utils import _safe_indexing
+
+from .._sklearn_compat import _safe_indexing
 
 
 @dataclass(frozen=True)

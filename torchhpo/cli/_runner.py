@@ -20,8 +20,8 @@ from typing import TextIO
 import numpy as np
 from sklearn.base import is_classifier
 
-from .. import __version__
 from .._device import resolve_device
+from .._version import __version__
 from ..search import CheckpointError
 from ._build import build_search, count_candidates
 from ._columns import (

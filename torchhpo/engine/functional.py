@@ -13,70 +13,17 @@ from collections.abc import Sequence
 
 import torch
 
+from .activations import HIDDEN, OUTPUT
+
 #: A run of models ``[start, stop)`` sharing one hidden activation.
 Run = tuple[int, int, str]
 
 
-def _relu_(z: torch.Tensor) -> None:
-    z.clamp_(min=0)
-
-
-def _tanh_(z: torch.Tensor) -> None:
-    z.tanh_()
-
-
-def _logistic_(z: torch.Tensor) -> None:
-    z.sigmoid_()
-
-
-def _identity_(z: torch.Tensor) -> None:
-    return None
-
-
-# Derivatives written through ATen's fused backward kernels (one pass each);
-# each maps (activated output z, upstream delta) to the delta before activation.
-def _relu_derivative(z: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    return torch.ops.aten.threshold_backward(delta, z, 0)
-
-
-def _tanh_derivative(z: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    return torch.ops.aten.tanh_backward(delta, z)
-
-
-def _logistic_derivative(z: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    return torch.ops.aten.sigmoid_backward(delta, z)
-
-
-def _identity_derivative(z: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    return delta
-
-
-HIDDEN_ACTIVATIONS = {
-    "relu": _relu_,
-    "tanh": _tanh_,
-    "logistic": _logistic_,
-    "identity": _identity_,
-}
-DERIVATIVES = {
-    "relu": _relu_derivative,
-    "tanh": _tanh_derivative,
-    "logistic": _logistic_derivative,
-    "identity": _identity_derivative,
-}
-
-
-def _softmax_(z: torch.Tensor) -> None:
-    # Written out: torch's CPU softmax kernel is ~6x slower for a few classes.
-    z.sub_(z.amax(dim=-1, keepdim=True)).exp_()
-    z.div_(z.sum(dim=-1, keepdim=True))
-
-
-OUTPUT_ACTIVATIONS = {
-    "identity": _identity_,
-    "logistic": _logistic_,
-    "softmax": _softmax_,
-    "exp": lambda z: z.exp_(),
-}
+#: In-place activations and (activated output, delta) -> delta derivatives, by name
+#: (the table: :mod:`~torchhpo.engine.activations`).
+HIDDEN_ACTIVATIONS = {name: a.forward_ for name, a in HIDDEN.items()}
+DERIVATIVES = {name: a.derivative for name, a in HIDDEN.items()}
+OUTPUT_ACTIVATIONS = {name: a.forward_ for name, a in OUTPUT.items()}
 
 
 def forward(

@@ -71,35 +71,15 @@ import torch
 
 from . import functional as F
 from . import instruments, native
+from .activations import HIDDEN
 from .native.program import NotExpressible, StepProgram, slot_table
 from .optimizers import OptimizerHyper, adam_rates
 
 logger = logging.getLogger("torchhpo.engine")
 
 
-def _relu_derivative_(z: torch.Tensor, delta: torch.Tensor) -> None:
-    torch.ops.aten.threshold_backward.grad_input(delta, z, 0, grad_input=delta)
-
-
-def _tanh_derivative_(z: torch.Tensor, delta: torch.Tensor) -> None:
-    torch.ops.aten.tanh_backward.grad_input(delta, z, grad_input=delta)
-
-
-def _logistic_derivative_(z: torch.Tensor, delta: torch.Tensor) -> None:
-    torch.ops.aten.sigmoid_backward.grad_input(delta, z, grad_input=delta)
-
-
-def _identity_derivative_(z: torch.Tensor, delta: torch.Tensor) -> None:
-    return None
-
-
 #: In-place activation derivatives: (activated output, delta) -> delta updated.
-DERIVATIVES_ = {
-    "relu": _relu_derivative_,
-    "tanh": _tanh_derivative_,
-    "logistic": _logistic_derivative_,
-    "identity": _identity_derivative_,
-}
+DERIVATIVES_ = {name: a.derivative_ for name, a in HIDDEN.items()}
 
 
 def _softmax_over_classes_(z: torch.Tensor) -> None:
@@ -109,7 +89,7 @@ def _softmax_over_classes_(z: torch.Tensor) -> None:
 
 
 #: The hidden activations' codes in the C epilogues (``kernels.c``).
-_ACTIVATION_CODES = {"identity": 0, "relu": 1, "tanh": 2, "logistic": 3}
+_ACTIVATION_CODES = {name: a.c_code for name, a in HIDDEN.items()}
 #: Forward activations the C epilogue leaves to ATen's vectorised kernels.
 _ATEN_FORWARD = (F.HIDDEN_ACTIVATIONS["tanh"], F.HIDDEN_ACTIVATIONS["logistic"])
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn import metrics as skm
-from sklearn.metrics._scorer import _PassthroughScorer, _Scorer
+
+from .._sklearn_compat import _PassthroughScorer, _Scorer
 
 #: Target kinds of a batch (as the engine's, plus regression).
 KINDS = ("binary", "multiclass", "multilabel", "regression")

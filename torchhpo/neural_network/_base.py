@@ -21,17 +21,17 @@ import torch
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.neural_network._multilayer_perceptron import BaseMultilayerPerceptron
-from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._device import resolve_device, resolve_dtype
+from .._sklearn_compat import (
+    AdamOptimizer,
+    BaseMultilayerPerceptron,
+    SGDOptimizer,
+    StrOptions,
+    _check_sample_weight,
+)
 from ..engine import (
     DeviceData,
     Hyperparams,
@@ -41,30 +41,11 @@ from ..engine import (
     train_models,
 )
 from ..engine import functional as F
+from ..engine.activations import HIDDEN, OUTPUT
 from ..engine.convergence import ConvergenceTracker
 from ._to_torch import to_torch_module
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
-
-_HIDDEN = {
-    "identity": lambda z: z,
-    "logistic": lambda z: 1.0 / (1.0 + np.exp(-z)),
-    "tanh": np.tanh,
-    "relu": lambda z: np.maximum(z, 0),
-}
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
-
-
-_OUTPUT = {
-    "identity": lambda z: z,
-    "logistic": _HIDDEN["logistic"],
-    "softmax": _softmax,
-    "exp": np.exp,
-}
 
 
 def _layer_size(size) -> int:
@@ -609,13 +590,13 @@ class BaseMLP(BaseEstimator, ABC):
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         activation = X
-        hidden = _HIDDEN[self.activation]
+        hidden = HIDDEN[self.activation].predict
         last = self.n_layers_ - 2
         for i in range(self.n_layers_ - 1):
             activation = np.asarray(activation @ self.coefs_[i]) + self.intercepts_[i]
             if i != last:
-                activation = hidden(activation)
-        return _OUTPUT[self.out_activation_](activation)
+                activation = hidden(activation, np)
+        return OUTPUT[self.out_activation_].predict(activation, np)
 
     # -- interoperability --------------------------------------------------------
     def _sklearn_params(self) -> dict:

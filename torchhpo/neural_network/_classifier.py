@@ -8,13 +8,10 @@ from sklearn.base import ClassifierMixin
 from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import (
-    _check_partial_fit_first_call,
-    type_of_target,
-    unique_labels,
-)
+from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from .._sklearn_compat import _check_partial_fit_first_call
 from ._base import _STOCHASTIC_SOLVERS, BaseMLP
 
 

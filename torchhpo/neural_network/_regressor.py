@@ -6,9 +6,6 @@ import numpy as np
 import torch
 from sklearn.base import RegressorMixin
 from sklearn.neural_network import MLPRegressor as SklearnMLPRegressor
-from sklearn.neural_network._multilayer_perceptron import (
-    MLPRegressor as _SklearnRegressor,
-)
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ._base import BaseMLP
@@ -46,7 +43,7 @@ n_outputs_, out_activation_ :
 
     _parameter_constraints: dict = {
         **BaseMLP._parameter_constraints,
-        "loss": _SklearnRegressor._parameter_constraints["loss"],
+        "loss": SklearnMLPRegressor._parameter_constraints["loss"],
     }
 
     def __init__(

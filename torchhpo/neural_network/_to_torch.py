@@ -18,8 +18,10 @@ what ``predict_proba`` (classifier) or ``predict`` (regressor) do with it:
   (``loss="poisson"``); a single output is flattened to shape ``(n_samples,)``
   as ``predict`` returns it.
 
-Only the exponential has no module in ``torch.nn``; :class:`Exp` is the one class
-of this file a module can contain (Poisson regressors only). Everything else needs
+Only the exponential has no module in ``torch.nn``;
+:class:`~torchhpo.engine.activations.Exp` is the one torchhpo class a module can
+contain (Poisson regressors only; the modules come from
+:mod:`~torchhpo.engine.activations`). Everything else needs
 torch alone, so ``torch.save(module)`` loads without torchhpo.
 """
 
@@ -31,22 +33,11 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .._device import resolve_device, resolve_dtype
-
-
-class Exp(nn.Module):
-    """The element-wise exponential, the output activation of Poisson regression."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.exp(x)
-
+from ..engine.activations import HIDDEN, OUTPUT
+from ..engine.activations import Exp as Exp  # modules saved before it moved
 
 #: Hidden activations: scikit-learn's names -> torch modules.
-HIDDEN_ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "identity": nn.Identity,
-    "logistic": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-}
+HIDDEN_ACTIVATIONS = {name: a.module for name, a in HIDDEN.items()}
 
 
 def _linear(coef: np.ndarray, intercept: np.ndarray, dtype, device) -> nn.Linear:
@@ -126,12 +117,8 @@ def to_torch_module(
         intercept = np.concatenate([np.zeros_like(intercept), intercept])
         out = "softmax"
     layers.append(_linear(coef, intercept, dtype, device))
-    if out == "softmax":
-        layers.append(nn.Softmax(dim=1))
-    elif out == "logistic":
-        layers.append(nn.Sigmoid())
-    elif out == "exp":
-        layers.append(Exp())
+    if out != "identity":
+        layers.append(OUTPUT[out].module())
     if not hasattr(estimator, "classes_") and coef.shape[1] == 1:
         layers.append(nn.Flatten(0))  # predict's (n_samples,) for one output
     return nn.Sequential(*layers)

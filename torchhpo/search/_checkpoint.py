@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
+from .._version import __version__
 from ..engine import ModelResult, ModelState, OptimizerState
 from ..neural_network import BaseMLP
 
@@ -349,8 +350,6 @@ class Journal:
 
     @staticmethod
     def _write_header(fd: int, fingerprint: dict) -> None:
-        from .. import __version__  # the package imports this module
-
         header = {
             "format": FORMAT,
             "version": VERSION,

@@ -35,13 +35,14 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.metrics._scorer import _MultimetricScorer
 from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 from sklearn.neural_network import MLPRegressor as SklearnMLPRegressor
-from sklearn.utils import _safe_indexing
-from sklearn.utils.validation import _num_samples, validate_data
+from sklearn.utils.validation import validate_data
 
 from .._device import resolve_device
+from .._sklearn_compat import _MultimetricScorer, _num_samples, _safe_indexing
+from ..engine import functional as F
+from ..engine.scores import pad_rows
 from ..metrics import Predictions, compute, scorer_metric
 from ..neural_network import MLPClassifier, MLPRegressor
 
@@ -57,26 +58,6 @@ _PLAIN_CLASSES = (
 
 #: Bytes of activations one scoring batch may hold (CPU; CUDA: a share of free).
 _CPU_BUDGET = 256 * 2**20
-
-_HIDDEN = {
-    "identity": lambda z: z,
-    "logistic": lambda z: 1.0 / (1.0 + torch.exp(-z)),
-    "tanh": torch.tanh,
-    "relu": lambda z: torch.clamp_min(z, 0.0),
-}
-
-
-def _softmax(z: torch.Tensor) -> torch.Tensor:
-    z = torch.exp(z - z.amax(-1, keepdim=True))
-    return z / z.sum(-1, keepdim=True)
-
-
-_OUTPUT = {
-    "identity": _HIDDEN["identity"],
-    "logistic": _HIDDEN["logistic"],
-    "softmax": _softmax,
-    "exp": torch.exp,
-}
 
 
 def _metrics(scorer, classifier: bool) -> list[tuple[str | None, str, float]] | None:
@@ -201,28 +182,25 @@ class _Batch:
 
     def forward(self, mlps: list, rows: torch.Tensor) -> torch.Tensor:
         """Output activations ``(M, n, n_outputs)`` of models over their rows."""
-        activation = self.X[rows]
-        hidden = _HIDDEN[mlps[0].activation]
-        last = mlps[0].n_layers_ - 2
-        for i in range(mlps[0].n_layers_ - 1):
-            coefs = np.stack([m.coefs_[i] for m in mlps])
-            intercepts = np.stack([m.intercepts_[i] for m in mlps])
-            weight = torch.as_tensor(coefs, dtype=torch.float64, device=self.device)
-            bias = torch.as_tensor(intercepts, dtype=torch.float64, device=self.device)
-            activation = torch.bmm(activation, weight) + bias.unsqueeze(1)
-            if i != last:
-                activation = hidden(activation)
-        return _OUTPUT[mlps[0].out_activation_](activation)
+
+        def stacked(arrays: list) -> torch.Tensor:
+            return torch.as_tensor(
+                np.stack(arrays), dtype=torch.float64, device=self.device
+            )
+
+        first, layers = mlps[0], range(mlps[0].n_layers_ - 1)
+        weights = [stacked([m.coefs_[i] for m in mlps]) for i in layers]
+        biases = [stacked([m.intercepts_[i] for m in mlps])[:, None] for i in layers]
+        runs = [(0, len(mlps), first.activation)]
+        x = self.X[rows]
+        return F.forward(x, weights, biases, runs, first.out_activation_)[-1]
 
 
 def _padded(index_sets: Sequence[np.ndarray], device) -> tuple:
-    n = max(len(rows) for rows in index_sets)
-    rows = np.zeros((len(index_sets), n), dtype=np.int64)
-    valid = np.zeros((len(index_sets), n), dtype=bool)
-    for m, index in enumerate(index_sets):
-        rows[m, : len(index)] = index
-        valid[m, : len(index)] = True
-    return torch.as_tensor(rows, device=device), torch.as_tensor(valid, device=device)
+    """Row sets padded into ``(M, width)`` and the mask of their real entries."""
+    rows, lengths = pad_rows(index_sets, device)
+    valid = torch.arange(rows.shape[1], device=device)[None, :] < lengths[:, None]
+    return rows, valid
 
 
 def _predictions(kind, Y, pos, outputs, rows, valid, weights) -> Predictions:

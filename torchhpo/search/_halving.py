@@ -23,15 +23,13 @@ import os
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context
-from sklearn.model_selection._search_successive_halving import (
-    HalvingGridSearchCV as _SklearnHalvingGridSearchCV,
-)
-from sklearn.model_selection._search_successive_halving import (
-    HalvingRandomSearchCV as _SklearnHalvingRandomSearchCV,
-)
-from sklearn.utils.validation import _num_samples
 
+from .._sklearn_compat import (
+    SklearnHalvingGridSearchCV,
+    SklearnHalvingRandomSearchCV,
+    _fit_context,
+    _num_samples,
+)
 from ._base import BaseSearchCV
 from ._continuations import Continuations
 from ._options import TORCHHPO_OPTIONS
@@ -98,7 +96,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_ :
 """
 
 
-class HalvingGridSearchCV(_FusedHalving, _SklearnHalvingGridSearchCV):
+class HalvingGridSearchCV(_FusedHalving, SklearnHalvingGridSearchCV):
     """Search over a grid with successive halving, training MLPs as fused packs.
 
     A drop-in for scikit-learn's ``HalvingGridSearchCV`` (and an instance of it).
@@ -114,7 +112,7 @@ class HalvingGridSearchCV(_FusedHalving, _SklearnHalvingGridSearchCV):
     __doc__ += _DOC_SHARED
 
     _parameter_constraints: dict = {
-        **_SklearnHalvingGridSearchCV._parameter_constraints,
+        **SklearnHalvingGridSearchCV._parameter_constraints,
         **TORCHHPO_OPTIONS,
     }
 
@@ -168,7 +166,7 @@ class HalvingGridSearchCV(_FusedHalving, _SklearnHalvingGridSearchCV):
         self.checkpoint = checkpoint
 
 
-class HalvingRandomSearchCV(_FusedHalving, _SklearnHalvingRandomSearchCV):
+class HalvingRandomSearchCV(_FusedHalving, SklearnHalvingRandomSearchCV):
     """Randomized search with successive halving, training MLPs as fused packs.
 
     A drop-in for scikit-learn's ``HalvingRandomSearchCV`` (and an instance of
@@ -189,7 +187,7 @@ class HalvingRandomSearchCV(_FusedHalving, _SklearnHalvingRandomSearchCV):
     __doc__ += _DOC_SHARED
 
     _parameter_constraints: dict = {
-        **_SklearnHalvingRandomSearchCV._parameter_constraints,
+        **SklearnHalvingRandomSearchCV._parameter_constraints,
         **TORCHHPO_OPTIONS,
     }
 

@@ -16,9 +16,9 @@ import numbers
 import os
 
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._device import resolve_devices, resolve_dtype
+from .._sklearn_compat import Interval, StrOptions
 
 #: Constraints of the torchhpo-only, keyword-only search options.
 TORCHHPO_OPTIONS: dict = {

@@ -32,17 +32,11 @@ from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, _fit_context, clone, is_classifier
+from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import check_cv
-from sklearn.utils import _safe_indexing, check_random_state, get_tags
-from sklearn.utils._param_validation import (
-    HasMethods,
-    Interval,
-    RealNotInt,
-    StrOptions,
-)
-from sklearn.utils.validation import _num_samples, check_is_fitted
+from sklearn.utils import check_random_state, get_tags
+from sklearn.utils.validation import check_is_fitted
 
 try:
     import optuna
@@ -54,6 +48,15 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     ) from exc
 
 from .._device import resolve_device, resolve_devices
+from .._sklearn_compat import (
+    HasMethods,
+    Interval,
+    RealNotInt,
+    StrOptions,
+    _fit_context,
+    _num_samples,
+    _safe_indexing,
+)
 from ..engine.trainer import CPU_PACK_SIZE
 from ._estimators import fused_form
 from ._estimators import refit as refit_estimator

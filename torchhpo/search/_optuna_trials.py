@@ -26,11 +26,13 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 from sklearn.base import clone, is_classifier
-from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
-from sklearn.utils.metadata_routing import _routing_enabled
-from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.parallel import Parallel
 
+from .._sklearn_compat import (
+    _routing_enabled,
+    _safe_split,
+    _warn_or_raise_about_fit_failures,
+)
 from ._estimators import fused_form
 from ._optuna_pruning import TrialPruning
 from ._optuna_stream import stream_trials

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sklearn.model_selection._validation import _fit_and_score
+from .._sklearn_compat import _fit_and_score
 
 
 @contextmanager

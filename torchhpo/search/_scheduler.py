@@ -41,10 +41,10 @@ from itertools import product
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection._validation import _fit_and_score
 from sklearn.utils.parallel import delayed
 
 from .._device import resolve_device, resolve_dtype
+from .._sklearn_compat import _fit_and_score
 from ..engine import DeviceData, ModelResult, ModelTask, train_models
 from ..engine.policy import EpochPolicy
 from ..neural_network import BaseMLP

@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import clone, is_classifier
-from sklearn.utils import _safe_indexing
-from sklearn.utils.validation import _check_method_params, _check_sample_weight
 
+from .._sklearn_compat import (
+    _check_method_params,
+    _check_sample_weight,
+    _safe_indexing,
+)
 from ..neural_network import BaseMLP
 from ._estimators import FusedForm
 
