@@ -34,7 +34,7 @@ import os
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,8 +43,8 @@ from . import instruments, rng
 from .slot_rule import EpochValues, SlotReport, SlotRule
 from .spec import ModelResult, ModelState, OptimizerState
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .pack import Pack
+#: A :class:`~torchhpo.engine.pack.Pack` (not imported: the pack runs this loop).
+Pack = Any
 
 #: Environment variable: epochs per block (``0``: the host loop, every epoch).
 ENV_VAR = "TORCHHPO_BLOCK_EPOCHS"

@@ -22,11 +22,14 @@ from collections.abc import Callable
 import sklearn
 from sklearn.exceptions import ConvergenceWarning
 
-import torchhpo
+#: torchhpo's package folder: two up from this file (no import of the package
+#: itself, which imports this module).
+_TORCHHPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: Frames in these folders are the library's, not the caller's.
-_LIBRARY_DIRS = tuple(
-    os.path.dirname(module.__file__) + os.sep for module in (torchhpo, sklearn)
+_LIBRARY_DIRS = (
+    _TORCHHPO_DIR + os.sep,
+    os.path.dirname(sklearn.__file__) + os.sep,
 )
 _PLUMBING = ("contextlib.py", "functools.py")
 
