@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 
 from . import interface
-from .build import COMPILE_TIMEOUT, build, cache_dir
+from .build import COMPILE_TIMEOUT, build_library, cache_dir
 from .host import BuildError, Platform, open_libraries
 
 __all__ = [
@@ -388,7 +388,7 @@ def open_kernels(
             )
     why_compiled = problems[0] if problems else "no prebuilt kernels in this install"
     try:
-        target = build(host)
+        target = build_library(host)
         library = _open_checked(opener, target)
         path = KernelPath("compiled", str(target), why_compiled)
         fallback = None

@@ -118,7 +118,7 @@ def _recorded(record: Path) -> str | None:
         return None
 
 
-def build(host: Platform, header: str | None = None) -> Path:
+def build_library(host: Platform, header: str | None = None) -> Path:
     """Return a verified build for this source, compiler and CPU, compiling if need be.
 
     The library is loaded only when its bytes hash to the value recorded beside it
