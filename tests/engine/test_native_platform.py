@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import warnings
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import pytest
@@ -138,3 +141,22 @@ def test_describe_says_which_path_runs(built, monkeypatch):
     assert path.reason == "no prebuilt kernels in this install"
     monkeypatch.setenv("TORCHHPO_NATIVE", "0")
     assert native.describe().kind == "aten"
+
+
+def test_setup_py_builds_the_extension_that_loads_without_a_compiler(tmp_path):
+    """What the wheel carries: setup.py's extension, found as the prebuilt path."""
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler here")
+    root = Path(native.__file__).parents[3]
+    done = subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--build-lib", tmp_path / "lib",
+         "--build-temp", tmp_path / "tmp"],
+        cwd=root, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    package = tmp_path / "lib" / "torchhpo" / "engine" / "native"
+    (built,) = package.glob("_kernels*")
+    host = _no_compiler(extension_suffixes=tuple(EXTENSION_SUFFIXES))
+    loaded, path, fallback = native.open_kernels(host, package=package)
+    assert path.kind == "prebuilt" and path.library == str(built)
+    assert loaded is not None and fallback is None

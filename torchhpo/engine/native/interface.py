@@ -3,7 +3,7 @@
 Every other description of it is generated from this module: the C side's
 parameter lists, the ``run_epoch`` calls and the ``OP_*`` enumeration (the header
 :func:`header` writes at build time, which ``kernels.c`` includes), the
-:mod:`ctypes` signatures (:func:`ctypes_types`), the program words of
+:mod:`ctypes` signatures (``native.ctypes_types``), the program words of
 :mod:`~torchhpo.engine.native.program` and the table of the declaration compiled
 into the library, checked at load (:func:`check_compiled`). Callers pass
 arguments by name. So an argument renamed or removed here fails the build (the C
