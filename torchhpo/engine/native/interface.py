@@ -11,8 +11,7 @@ body refers to it by name), and a library built from another declaration fails
 to load with an error naming the function and the argument.
 
 The module imports nothing outside the standard library: ``setup.py`` reads it to
-build the wheel's kernels. ``python -m torchhpo.engine.native.interface`` prints
-the header.
+build the wheel's kernels. :func:`header` returns the header's text.
 """
 
 from __future__ import annotations
@@ -434,7 +433,3 @@ def _difference(compiled: str, declared: str) -> str:
     if len(got) != len(want):
         return f"{len(got)} arguments in the library, {len(want)} declared"
     return f"result: compiled {compiled!r}, declared {declared!r}"
-
-
-if __name__ == "__main__":
-    print(header(), end="")

@@ -2,9 +2,9 @@
  *
  * Every exported function's parameters, the OP_* codes and the program's calls
  * come from the declaration in torchhpo/engine/native/interface.py, through the
- * header it generates at build time (torchhpo_interface.h; print it with
- * `python -m torchhpo.engine.native.interface`): <NAME>_PARAMS(T) below stands
- * for the parameters declared there, under the names this file uses.
+ * header it generates at build time (torchhpo_interface.h; interface.header()
+ * returns its text): <NAME>_PARAMS(T) below stands for the parameters declared
+ * there, under the names this file uses, and CALL_<NAME> for a program's call.
  *
  * Each function does in one pass over memory what the ATen path does in several
  * (one dispatch each): the batch gather of inputs and targets, the softmax
