@@ -102,8 +102,10 @@ def test_calls_pass_arguments_by_name_in_the_declared_order():
     bound = seen.bind(**{k: v for k, v in named.items() if k not in ("alpha", "lr")})
     assert bound.free == ("alpha", "lr")
     assert list(bound(alpha=named["alpha"], lr=named["lr"])) == list(seen(**named))
-    with pytest.raises(TypeError, match="missing lr"):
+    with pytest.raises(TypeError, match=r"adam\(\) missing .* argument: 'lr'"):
         bound(alpha=0)
+    with pytest.raises(TypeError, match=r"adam\(\) got an unexpected .* 'p'"):
+        bound(alpha=0, lr=0, p=0)  # fixed already
     with pytest.raises(TypeError, match=r"has no argument.*rate"):
         seen.bind(rate=0)
 

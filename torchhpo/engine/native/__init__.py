@@ -39,7 +39,7 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,57 +123,45 @@ class CFunction:
             )
         return self._call(*args)
 
-    def bind(self, **fixed) -> BoundCall:
-        """The call with ``fixed`` arguments set; the others are given per call."""
-        return BoundCall(self, fixed)
+    def bind(self, **fixed) -> Callable[..., object]:
+        """The call with ``fixed`` arguments set: a function of the others, by name.
 
+        The function returned is generated, as :mod:`dataclasses` generates an
+        ``__init__``, with the free arguments as keyword-only parameters, so a
+        call costs what the ctypes call costs (the per-step path makes several a
+        step) and a missing or unknown name is Python's own ``TypeError``, naming
+        the C function and the argument. It carries ``function`` (this
+        :class:`CFunction`), ``fixed`` (the fixed arguments) and ``free`` (the
+        names of the others, in the declaration's order).
 
-class BoundCall:
-    """A :class:`CFunction` with some arguments fixed (see :meth:`CFunction.bind`).
-
-    The fixed arguments are checked once, here, and laid out in the
-    declaration's order; a call by name fills in the others (the per-step
-    addresses), about a microsecond on top of ctypes' own cost.
-    """
-
-    __slots__ = ("_call", "_template", "_where", "fixed", "free", "function")
-
-    def __init__(self, function: CFunction, fixed: Mapping[str, object]) -> None:
-        names = [a.name for a in function.args]
+        Raises
+        ------
+        TypeError
+            If a fixed argument is not declared.
+        """
+        names = [a.name for a in self.args]
         unknown = [name for name in fixed if name not in names]
         if unknown:
             raise TypeError(
-                f"{function.name}() has no argument(s) {', '.join(unknown)}; its "
+                f"{self.name}() has no argument(s) {', '.join(unknown)}; its "
                 f"arguments are {', '.join(names)}"
             )
-        self.function, self.fixed = function, dict(fixed)
-        self.free = tuple(name for name in names if name not in fixed)
-        self._template = [fixed.get(name) for name in names]
-        self._where = {name: names.index(name) for name in self.free}
-        self._call = function._call
-
-    def __call__(self, **rest):
-        if not rest and not self._where:  # everything fixed
-            return self._call(*self._template)
-        args = self._template.copy()
-        where = self._where
-        try:
-            for name, value in rest.items():
-                args[where[name]] = value
-        except KeyError as error:
-            raise TypeError(
-                f"{self.function.name}() got {error.args[0]!r}, which is fixed or "
-                f"not declared; the free arguments are {', '.join(self.free)}"
-            ) from None
-        if len(rest) != len(where):
-            missing = [name for name in self.free if name not in rest]
-            raise TypeError(f"{self.function.name}() is missing {', '.join(missing)}")
-        return self._call(*args)
-
-    def values(self, **rest) -> list:
-        """All the arguments, in the declaration's order (for a step program)."""
-        merged = {**self.fixed, **rest}
-        return interface.arrange(self.function.name, self.function.args, merged)
+        free = [name for name in names if name not in fixed]
+        namespace = {"c_function": self._call}
+        values = []
+        for j, name in enumerate(names):
+            if name in fixed:
+                namespace[f"fixed_{j}"] = fixed[name]
+                values.append(f"fixed_{j}")
+            else:
+                values.append(name)
+        parameters = f"*, {', '.join(free)}" if free else ""
+        source = f"def {self.name}({parameters}):\n"
+        source += f"    return c_function({', '.join(values)})\n"
+        exec(source, namespace)  # names: C identifiers checked by interface.Arg
+        call = namespace[self.name]
+        call.function, call.fixed, call.free = self, dict(fixed), tuple(free)
+        return call
 
 
 class Kernels:

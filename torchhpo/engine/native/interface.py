@@ -16,6 +16,7 @@ build the wheel's kernels. :func:`header` returns the header's text.
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -55,8 +56,10 @@ class Arg:
                 f"argument {self.name!r} has type {self.type!r}; expected one of "
                 f"{', '.join(C_TYPES)}"
             )
-        if not self.name.isidentifier():
-            raise ValueError(f"argument name {self.name!r} is not a C identifier")
+        if not self.name.isidentifier() or keyword.iskeyword(self.name):
+            raise ValueError(
+                f"argument name {self.name!r} is not an identifier in C and Python"
+            )
 
     @property
     def is_pointer(self) -> bool:
