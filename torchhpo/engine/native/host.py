@@ -94,7 +94,11 @@ class Platform:
         raise BuildError("no C compiler found (set CC)")
 
     def compile_flags(self) -> list[str]:
-        """Flags of a shared library of ``kernels.c`` (a GCC-style compiler)."""
+        """Flags of a shared library of ``kernels.c`` (a GCC-style compiler).
+
+        MSVC builds only the wheel's extension (``setup.py`` has its flags); at
+        run time on Windows a GCC or clang (MinGW) is needed.
+        """
         flags = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-shared"]
         return flags if self.windows else [*flags, "-fPIC"]
 
