@@ -23,15 +23,20 @@ from torchhpo.engine import (
     native,
 )
 from torchhpo.engine import rng as rng_module
+from torchhpo.engine.native import build
 
 
 @pytest.fixture
 def fresh(monkeypatch, tmp_path):
-    """A process that has not loaded the kernels yet, with an empty cache."""
+    """A process that has not loaded the kernels yet, with an empty cache.
+
+    It compiles them (``TORCHHPO_NATIVE=compile``), even where an in-place
+    build put the prebuilt extension beside the source.
+    """
     monkeypatch.setattr(native, "_loaded", None)
-    monkeypatch.setattr(native, "_failed", False)
+    monkeypatch.setattr(native, "_path", None)
     monkeypatch.setenv("TORCHHPO_CACHE_DIR", str(tmp_path))
-    monkeypatch.delenv("TORCHHPO_NATIVE", raising=False)
+    monkeypatch.setenv("TORCHHPO_NATIVE", "compile")
     return tmp_path
 
 
@@ -65,11 +70,12 @@ def test_built_once_into_the_cache_then_reused(fresh, monkeypatch):
         pytest.skip("no working C compiler here")
     assert len(list(fresh.glob("kernels-*.so"))) == 1  # built into the cache
     monkeypatch.setattr(native, "_loaded", None)
+    monkeypatch.setattr(native, "_path", None)
 
     def no_compiler(*args, **kwargs):
         raise AssertionError("compiled again")
 
-    monkeypatch.setattr(native, "_compile", no_compiler)
+    monkeypatch.setattr(build, "_compile", no_compiler)
     assert native.load() is not None  # from the cache
     assert native.kernels(torch.float32, torch.device("cpu")) is not None
 
@@ -159,7 +165,7 @@ def test_a_library_in_a_folder_of_another_user_is_never_loaded(
     source = foreign / "planted.c"
     source.write_text(_PLANTED % marker)
     planted = foreign / library.name
-    compiler = native._compiler()
+    compiler = native.Platform.current().compiler()
     subprocess.run([*compiler, "-shared", "-fPIC", "-o", planted, source], check=True)
     (foreign / (library.name + ".sha256")).write_text(
         hashlib.sha256(planted.read_bytes()).hexdigest()
@@ -168,6 +174,7 @@ def test_a_library_in_a_folder_of_another_user_is_never_loaded(
         os.chown(path, 12345, 12345)  # another local user's
     monkeypatch.setenv("TORCHHPO_CACHE_DIR", str(foreign))
     monkeypatch.setattr(native, "_loaded", None)
+    monkeypatch.setattr(native, "_path", None)
     private = tmp_path_factory.mktemp("tmp")
     monkeypatch.setattr(tempfile, "tempdir", str(private))
     assert native.load() is not None  # built again, in the private folder
@@ -210,7 +217,7 @@ def test_a_damaged_build_is_rebuilt_before_loading(fresh, damage):
     )
     os.replace(damaged, library)
     # A fresh interpreter: a truncated library would SIGBUS it inside dlopen.
-    env = {**os.environ, "TORCHHPO_CACHE_DIR": str(fresh), "TORCHHPO_NATIVE": "1"}
+    env = {**os.environ, "TORCHHPO_CACHE_DIR": str(fresh), "TORCHHPO_NATIVE": "compile"}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(native.__file__).parents[3])])
     done = subprocess.run(
         [sys.executable, "-c", _LOAD], env=env, capture_output=True, text=True

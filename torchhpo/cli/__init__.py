@@ -20,6 +20,7 @@ Modules, in the order a run uses them:
 * ``_preprocessing``: ``standardize`` / ``auto`` steps and their saved form;
 * ``_export``: the best model as an ONNX graph (``export``);
 * ``_runner``: what ``run`` and ``predict`` do;
+* ``_info``: what ``info`` prints (versions, device, the CPU kernels' path);
 * ``_main``: argument parsing (``torchhpo`` and ``python -m torchhpo``).
 """
 

@@ -7,6 +7,7 @@
     torchhpo predict RUN_DIR DATA.csv [--out FILE] [--force] [--no-header]
     torchhpo export RUN_DIR --onnx FILE [--force] [--dtype float32|float64]
     torchhpo examples DIR [--force]
+    torchhpo info
 
 Errors a user can fix (config, data, existing output) print one line,
 ``torchhpo: error: ...``, and exit with status 2; no traceback.
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 from .. import configs as bundled_configs
 from .._version import __version__
 from ._export import ExportError, export_onnx
+from ._info import info_lines
 from ._model_io import ModelFormatError
 from ._runner import CommandError, predict, run
 from ._runs import RunFolderExists
@@ -198,6 +200,15 @@ def _parser() -> argparse.ArgumentParser:
     examples_parser.add_argument(
         "--force", action="store_true", help="overwrite files that exist there"
     )
+    commands.add_parser(
+        "info",
+        help="print versions, the device and which CPU kernels run (and why)",
+        description=(
+            "Print torchhpo's, torch's and scikit-learn's versions, the device "
+            "device='auto' picks, and which fused CPU kernels train: prebuilt "
+            "extension, runtime-compiled or ATen, with the reason."
+        ),
+    )
     return parser
 
 
@@ -246,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 if quiet:
                     print(result.folder)
+            elif args.command == "info":
+                print("\n".join(info_lines()))
             elif args.command == "examples":
                 written = bundled_configs.copy_to(args.dir, force=args.force)
                 print(f"Copied {len(written)} files into {args.dir}:")

@@ -741,34 +741,37 @@ class NativeSteps:
         self._native_scratch = torch.empty(B, dtype=self.dtype)
         self._native_sums = torch.empty(2, M, B, dtype=self.dtype).unbind(0)
         self._native_squares = torch.zeros(M, dtype=torch.float64)
-        # The fixed arguments around the per-step ones (batch rows, weights, ...).
-        self._native_gather = (
-            (X.data_ptr(), X.shape[1], Y.data_ptr(), Y.shape[0], Y.shape[1]),
-            (M * B, ws.x.data_ptr(), ws.y.data_ptr()),
-        )
+        # Each call with its fixed arguments, by name (the per-step ones, such as
+        # the batch rows ``idx``, are given per call).
+        self._native_gather = kernels.gather.bind(
+            X=X.data_ptr(), f=X.shape[1], Y=Y.data_ptr(), k=Y.shape[0], n=Y.shape[1],
+            r=M * B, x=ws.x.data_ptr(), y=ws.y.data_ptr(),
+        )  # fmt: skip
         if self.fast_loss:
             K = ws.out.shape[1]
             bias, g_bias = self.out_bias_t, self.backward_layers[0][3]
             sums, log_sums = (t.data_ptr() for t in self._native_sums)
             out, prob = ws.out.data_ptr(), ws.prob.data_ptr()
-            scratch = self._native_scratch.data_ptr()
+            bias_at, bias_stride = _address_and_stride(bias)
+            bgrad, bgrad_stride = _address_and_stride(g_bias)
             self._native_softmax = (
-                (out, *_address_and_stride(bias), M, K, B, scratch),
-                (prob, M, K, B, sums),
-                (
-                    (out, prob, sums, log_sums, ws.y.data_ptr(), B, M * B),
-                    (M, K, B, self.eps),
-                    _address_and_stride(g_bias),
+                kernels.softmax_shift.bind(
+                    z=out, bias=bias_at, bias_stride=bias_stride, M=M, K=K, B=B,
+                    mx=self._native_scratch.data_ptr(),
                 ),
-            )
+                kernels.softmax_sums.bind(e=prob, M=M, K=K, B=B, sums=sums),
+                kernels.softmax_delta.bind(
+                    z=out, e=prob, s=sums, ls=log_sums, y=ws.y.data_ptr(),
+                    y_model=B, y_class=M * B, M=M, K=K, B=B, eps=self.eps,
+                    bgrad=bgrad, bgrad_stride=bgrad_stride,
+                ),
+            )  # fmt: skip
         cols = {k: c.data_ptr() for k, c in self.opt.columns(self.dtype).items()}
-        adam_cols = ("beta_1", "one_minus_beta_1", "beta_2", "one_minus_beta_2")
-        adam_cols += ("epsilon",)
-        # Per optimizer run and layer: (kernel, the byte offsets of the run's first
-        # model in the per-step arrays (pack dtype, float64), the fixed leading
-        # arguments, the hyper-parameter columns, Adam's step counters (an
-        # address, 0 past the first layer; None for SGD), whether the squared
-        # weight sums accumulate (every layer but the first)).
+        adam_cols = {"b1": "beta_1", "omb1": "one_minus_beta_1", "b2": "beta_2"}
+        adam_cols |= {"omb2": "one_minus_beta_2", "eps": "epsilon"}
+        # Per optimizer run and layer: (the kernel with its fixed arguments, the
+        # byte offsets of the run's first model in the per-step arrays (pack
+        # dtype, float64)); the per-step ones are alpha, squares and Adam's lr.
         self._native_updates = []
         for start, stop, kind in opt_runs:
             for layer, block in enumerate(self.blocks):
@@ -782,23 +785,29 @@ class NativeSteps:
                     gc_stride = rows * cols_
                     gc = ws.coef_grads[layer - 1].data_ptr() + start * gc_stride * size
                 gb = g + rows * cols_ * size  # the intercepts' row
-                fixed = [block.data_ptr() + offset, first[layer].data_ptr() + offset]
+                fixed = dict(
+                    p=block.data_ptr() + offset, gc=gc, gc_stride=gc_stride, gb=gb,
+                    gb_stride=numel, M=stop - start, rows=rows, cols=cols_,
+                    accumulate=int(layer > 0),
+                )  # fmt: skip
                 if kind == "adam":
-                    fixed.append(second[layer].data_ptr() + offset)
-                fixed += [gc, gc_stride, gb, numel, stop - start, rows, cols_]
-                if kind == "adam":
-                    counters = self.opt.step.data_ptr() + start * 8 if layer == 0 else 0
-                    hyper = tuple(cols[k] + start * size for k in adam_cols)
-                    kernel = kernels.adam
+                    kernel = kernels.adam.bind(
+                        **fixed,
+                        m=first[layer].data_ptr() + offset,
+                        v=second[layer].data_ptr() + offset,
+                        # The step counters, advanced by the first layer's call.
+                        step=self.opt.step.data_ptr() + start * 8 if layer == 0 else 0,
+                        **{k: cols[c] + start * size for k, c in adam_cols.items()},
+                    )
                 else:
-                    counters = None
-                    hyper = (cols["learning_rate"] + start * size,)
-                    hyper += (cols["momentum"] + start * size, int(kind == "nesterov"))
-                    kernel = kernels.sgd
-                offsets = (start * size, start * 8)
-                self._native_updates.append(
-                    (kernel, *offsets, tuple(fixed), hyper, counters, int(layer > 0))
-                )
+                    kernel = kernels.sgd.bind(
+                        **fixed,
+                        vel=first[layer].data_ptr() + offset,
+                        lr=cols["learning_rate"] + start * size,
+                        mu=cols["momentum"] + start * size,
+                        nesterov=int(kind == "nesterov"),
+                    )
+                self._native_updates.append((kernel, start * size, start * 8))
         self._prepare_native_epilogues()
 
     def _prepare_native_epilogues(self) -> None:
@@ -819,12 +828,14 @@ class NativeSteps:
         self._native_forward = []
         for _, _, bias, z, acts in self.hidden_layers:
             aten = [(f, v) for f, v in acts if f in _ATEN_FORWARD]
-            args = None
+            call = None
             if bias is not None or bool(relu.any()):
                 bias_at, bias_stride = _address_and_stride(bias)
-                H = z.shape[2]
-                args = (z.data_ptr(), bias_at, bias_stride, relu.data_ptr(), M, B, H)
-            self._native_forward.append((args, aten))
+                call = self.native.hidden_forward.bind(
+                    z=z.data_ptr(), bias=bias_at, bias_stride=bias_stride,
+                    act=relu.data_ptr(), M=M, B=B, H=z.shape[2],
+                )  # fmt: skip
+            self._native_forward.append((call, aten))
         self._native_backward = []
         for j, layer in enumerate(self.backward_layers):
             below = layer[7]
@@ -839,18 +850,12 @@ class NativeSteps:
             if i - 1 > 0:
                 bgrad_at, bgrad_stride = _address_and_stride(ws.grads[i - 1][:, -1])
             self._native_backward.append(
-                (
-                    below.data_ptr(),
-                    act.data_ptr(),
-                    codes.data_ptr(),
-                    M,
-                    B,
-                    H,
-                    bgrad_at,
-                    bgrad_stride,
-                    self._native_acc.data_ptr(),
+                self.native.hidden_backward.bind(
+                    delta=below.data_ptr(), a=act.data_ptr(), act=codes.data_ptr(),
+                    M=M, B=B, H=H, bgrad=bgrad_at, bgrad_stride=bgrad_stride,
+                    acc=self._native_acc.data_ptr(),
                 )
-            )
+            )  # fmt: skip
 
     def run(self, idx, weight, denom, count, loss_acc) -> None:
         """Run every step of an epoch (see :meth:`FusedStep.run`)."""
@@ -898,10 +903,7 @@ class NativeSteps:
 
     def _forward_backward(self, idx, w3, w_scaled, pad, denom, data_loss) -> None:
         """Forward pass, loss terms and gradients (into the workspace) of a step."""
-        k = self.native
-        k.gather(
-            *self._native_gather[0], idx.view(-1).data_ptr(), *self._native_gather[1]
-        )
+        self._native_gather(idx=idx.view(-1).data_ptr())
         out = self._forward()
         if self.fast_loss:
             self._native_output(w3, w_scaled, pad, data_loss)
@@ -1028,7 +1030,7 @@ class NativeSteps:
 
     def _native_step(self, s, idx, w, w_scaled, pad, loss, alpha, lr, squares):
         """One step on the fused kernels, its per-step inputs given as addresses."""
-        self.native.gather(*self._native_gather[0], idx, *self._native_gather[1])
+        self._native_gather(idx=idx)
         self._forward()
         self._native_output_at(w, w_scaled, pad, loss)
         self._backward(fused_output=True)
@@ -1040,9 +1042,9 @@ class NativeSteps:
         for i, (a, weights, _, z, _) in enumerate(self.hidden_layers):
             torch.bmm(a, weights, out=z)
             # Intercepts and relu in one C pass; tanh / logistic on ATen.
-            args, aten = self._native_forward[i]
-            if args is not None:
-                self.native.hidden_forward(*args)
+            call, aten = self._native_forward[i]
+            if call is not None:
+                call()
             for activation, view in aten:
                 activation(view)
         return torch.bmm(self.out_weights_t, self.inputs_t[-1], out=self.ws.out)
@@ -1062,7 +1064,7 @@ class NativeSteps:
                 torch.sum(delta, dim=1, keepdim=True, out=g_bias)
             if below is not None:
                 torch.bmm(delta, w_t, out=below)
-                self.native.hidden_backward(*self._native_backward[j])
+                self._native_backward[j]()
             last = False
 
     def _native_output(self, w3, w_scaled, pad, data_loss) -> None:
@@ -1082,14 +1084,13 @@ class NativeSteps:
         ``w3``, ``w_scaled`` (M, B), ``pad`` (M, B, bool or 0 for none) and
         ``data_loss`` (M,) are addresses.
         """
-        k, (shift_args, sums_args, delta_args) = self.native, self._native_softmax
-        k.softmax_shift(*shift_args)
+        shift, sums_of, delta = self._native_softmax
+        shift()
         torch.exp(self.ws.out, out=self.ws.prob)
-        k.softmax_sums(*sums_args)
+        sums_of()
         sums, log_sums = self._native_sums
         torch.log(sums, out=log_sums)
-        before, middle, after = delta_args
-        k.softmax_delta(*before, w3, w_scaled, pad, *middle, data_loss, *after)
+        delta(w=w3, w_scaled=w_scaled, pad=pad, loss=data_loss)
 
     def _native_update(self, alpha_scaled, rates, squares) -> None:
         """:meth:`_native_update_at` for per-step tensors."""
@@ -1106,13 +1107,13 @@ class NativeSteps:
         ``alpha`` (M,) and ``lr`` (M,) in the pack's dtype (``lr`` 0 without
         Adam) and ``squares`` (M,) float64 are addresses.
         """
-        for entry in self._native_updates:
-            kernel, offset, sq_offset, fixed, hyper, counters, accumulate = entry
-            tail = (squares + sq_offset, accumulate)
-            if counters is None:  # SGD
-                kernel(*fixed, alpha + offset, *hyper, *tail)
-            else:  # Adam: its rate and step counters follow its columns
-                kernel(*fixed, alpha + offset, *hyper, lr + offset, counters, *tail)
+        for kernel, offset, sq_offset in self._native_updates:
+            if "lr" in kernel.free:  # Adam, with its step size
+                kernel(
+                    alpha=alpha + offset, lr=lr + offset, squares=squares + sq_offset
+                )
+            else:  # SGD
+                kernel(alpha=alpha + offset, squares=squares + sq_offset)
 
     @contextmanager
     def _inactive_kept(self, step_index: int) -> Iterator[None]:
@@ -1198,17 +1199,16 @@ class EpochProgram(NativeSteps):
         idx, w, w_scaled, pad, loss = (
             slot(name) for name in ("idx", "w", "w_scaled", "pad", "loss")
         )
-        fixed_in, fixed_out = self._native_gather
-        program.emit("gather", *fixed_in, idx, *fixed_out)
+        program.emit("gather", **self._native_gather.fixed, idx=idx)
         for i, (a, weights, _, z, _) in enumerate(self.hidden_layers):
             program.gemm(a, weights, z)
-            args, aten = self._native_forward[i]
-            if args is not None:
-                program.emit("hidden_forward", *args)
+            call, aten = self._native_forward[i]
+            if call is not None:
+                program.emit("hidden_forward", **call.fixed)
             for activation, view in aten:
                 tanh = activation is F.HIDDEN_ACTIVATIONS["tanh"]
                 program.emit(
-                    "tanh" if tanh else "logistic", view.data_ptr(), view.numel()
+                    "tanh" if tanh else "logistic", x=view.data_ptr(), n=view.numel()
                 )
         program.gemm(self.out_weights_t, self.inputs_t[-1], ws.out)
         self._eps_cell = torch.tensor([self.eps], dtype=self.dtype)
@@ -1216,30 +1216,22 @@ class EpochProgram(NativeSteps):
             self._program_softmax(program, w, w_scaled, pad, loss)
         else:
             M, K, B = ws.out.shape
+            bias, bias_stride = _address_and_stride(self.out_bias_t)
+            bgrad, bgrad_stride = _address_and_stride(self.backward_layers[0][3])
             program.emit(
                 "output",
-                ws.out.data_ptr(),
-                *_address_and_stride(self.out_bias_t),
-                ws.y.data_ptr(),
-                B,
-                M * B,
-                w,
-                w_scaled,
-                pad,
-                slot("denom"),
-                M,
-                K,
-                B,
-                _OUTPUT_KINDS[(self.loss, self.out_activation)],
-                self._eps_cell.data_ptr(),
-                loss,
-                *_address_and_stride(self.backward_layers[0][3]),
-            )
+                z=ws.out.data_ptr(), bias=bias, bias_stride=bias_stride,
+                y=ws.y.data_ptr(), y_model=B, y_class=M * B,
+                w=w, w_scaled=w_scaled, pad=pad, denom=slot("denom"), M=M, K=K, B=B,
+                kind=_OUTPUT_KINDS[(self.loss, self.out_activation)],
+                eps=self._eps_cell.data_ptr(), loss=loss,
+                bgrad=bgrad, bgrad_stride=bgrad_stride,
+            )  # fmt: skip
         for j, (a_t, delta, g, *_, w_t, below, _) in enumerate(self.backward_layers):
             program.gemm(a_t, delta, g)
             if below is not None:
                 program.gemm(delta, w_t, below)
-                program.emit("hidden_backward", *self._native_backward[j])
+                program.emit("hidden_backward", **self._native_backward[j].fixed)
         keep = None
         if self.inactive:
             state = [*self.state, self.opt.step]
@@ -1248,17 +1240,12 @@ class EpochProgram(NativeSteps):
             self._keep_scratch = torch.empty(rows * per_model, dtype=torch.uint8)
             keep = (slot("index"), slot("count"), self._keep_scratch.data_ptr(), state)
             program.keep_rows("save", *keep)
-        for entry in self._native_updates:
-            _, offset, sq_offset, fixed, hyper, counters, accumulate = entry
-            alpha = slot("alpha", offset)
-            if counters is None:  # SGD
-                squares = slot("squares", sq_offset)
-                program.emit("sgd", *fixed, alpha, *hyper, squares, accumulate)
-            else:
-                lr, squares = slot("lr", offset), slot("squares", sq_offset)
-                program.emit(
-                    "adam", *fixed, alpha, *hyper, lr, counters, squares, accumulate
-                )
+        for kernel, offset, sq_offset in self._native_updates:
+            named = {"alpha": slot("alpha", offset)}
+            if "lr" in kernel.free:  # Adam, with its step size
+                named["lr"] = slot("lr", offset)
+            named["squares"] = slot("squares", sq_offset)
+            program.emit(kernel.function.name, **kernel.fixed, **named)
         if keep is not None:
             program.keep_rows("restore", *keep)
         return program.array(), program, slots
@@ -1266,23 +1253,18 @@ class EpochProgram(NativeSteps):
     def _program_softmax(self, program: StepProgram, w, w_scaled, pad, loss) -> None:
         """Append the softmax log-loss output (:meth:`_native_output_at`'s calls)."""
         ws = self.ws
-        shift, sums, (before, middle, after) = self._native_softmax
-        program.emit("softmax_shift", *shift)
-        program.emit("exp", ws.out.data_ptr(), ws.out.numel(), ws.prob.data_ptr())
-        program.emit("softmax_sums", *sums)
-        row_sums, log_sums = self._native_sums
-        program.emit("ln", row_sums.data_ptr(), row_sums.numel(), log_sums.data_ptr())
-        program.emit(
-            "softmax_delta",
-            *before,
-            w,
-            w_scaled,
-            pad,
-            *middle[:3],
-            self._eps_cell.data_ptr(),
-            loss,
-            *after,
-        )
+        shift, sums, delta = self._native_softmax
+        program.emit("softmax_shift", **shift.fixed)
+        out, prob = ws.out, ws.prob
+        program.emit("exp", x=out.data_ptr(), n=out.numel(), out=prob.data_ptr())
+        program.emit("softmax_sums", **sums.fixed)
+        row_sums, log_sums = (t.data_ptr() for t in self._native_sums)
+        n = self._native_sums[0].numel()
+        program.emit("ln", x=row_sums, n=n, out=log_sums)
+        # The program holds int64 words: its eps is the address of a cell.
+        step = dict(w=w, w_scaled=w_scaled, pad=pad, loss=loss)
+        fixed = {**delta.fixed, "eps": self._eps_cell.data_ptr()}
+        program.emit("softmax_delta", **fixed, **step)
 
     def _run_program(
         self, idx, weight, denom, count, loss_acc, first_step: int = 0
@@ -1296,12 +1278,12 @@ class EpochProgram(NativeSteps):
         words, program, slots = self._program
         table = self._slot_values(slots, inputs, n_steps, first_step)
         done = self.native.run_epoch(
-            words.data_ptr(),
-            len(words),
-            table.data_ptr(),
-            program.n_slots,
-            n_steps,
-            self.native.mkl,
+            prog=words.data_ptr(),
+            len=len(words),
+            slots=table.data_ptr(),
+            n_slots=program.n_slots,
+            n_steps=n_steps,
+            fns=self.native.mkl,
         )
         if done != 0:
             raise RuntimeError(f"run_epoch failed ({done})")

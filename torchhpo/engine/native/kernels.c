@@ -1,5 +1,11 @@
 /* Fused CPU passes of a pack's training step (see torchhpo/engine/native/__init__.py).
  *
+ * Every exported function's parameters, the OP_* codes and the program's calls
+ * come from the declaration in torchhpo/engine/native/interface.py, through the
+ * header it generates at build time (torchhpo_interface.h; interface.header()
+ * returns its text): <NAME>_PARAMS(T) below stands for the parameters declared
+ * there, under the names this file uses, and CALL_<NAME> for a program's call.
+ *
  * Each function does in one pass over memory what the ATen path does in several
  * (one dispatch each): the batch gather of inputs and targets, the softmax
  * output's bias, shift, normalisation, log-loss, delta and intercept gradient,
@@ -16,12 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "torchhpo_interface.h"
+
 #define LANES 16
 
 /* Rows idx of X (n, f) into x (r, f); columns idx of Y (k, n) into y (k, r). */
 #define GATHER(T, SFX)                                                          \
-  void gather_##SFX(const T *X, int64_t f, const T *Y, int64_t k, int64_t n,  \
-                    const int64_t *idx, int64_t r, T *x, T *y) {              \
+  void gather_##SFX(GATHER_PARAMS(T)) {                                        \
     for (int64_t i = 0; i < r; ++i)                                            \
       memcpy(x + i * f, X + idx[i] * f, (size_t)f * sizeof(T));               \
     for (int64_t c = 0; c < k; ++c) {                                          \
@@ -35,8 +42,7 @@
  * + k], none if bias is NULL), then subtract each column's maximum over K. The
  * exponential runs between the halves, as one vectorised ATen call. */
 #define SOFTMAX_SHIFT(T, SFX)                                                   \
-  void softmax_shift_##SFX(T *z, const T *bias, int64_t bias_stride,          \
-                           int64_t M, int64_t K, int64_t B, T *mx) {          \
+  void softmax_shift_##SFX(SOFTMAX_SHIFT_PARAMS(T)) {                          \
     for (int64_t i = 0; i < M; ++i) {                                          \
       T *zi = z + i * K * B;                                                   \
       if (bias) {                                                              \
@@ -62,8 +68,7 @@
 /* Softmax, middle: sums[i * B + b] = sum_k e (e = exp(shifted z), (M, K, B)).
  * The logarithm of the sums runs next, as one vectorised ATen call. */
 #define SOFTMAX_SUMS(T, SFX)                                                    \
-  void softmax_sums_##SFX(const T *e, int64_t M, int64_t K, int64_t B,        \
-                          T *sums) {                                          \
+  void softmax_sums_##SFX(SOFTMAX_SUMS_PARAMS(T)) {                            \
     for (int64_t i = 0; i < M; ++i) {                                          \
       const T *ei = e + i * K * B;                                             \
       T *si = sums + i * B;                                                    \
@@ -87,11 +92,7 @@
 #define LOG_CLIPPED(j)                                                          \
   (er[j] < eps ? log_lo : (er[j] > hi ? log_hi : zr[j] - lsi[j]))
 #define SOFTMAX_DELTA(T, SFX, LOG)                                              \
-  void softmax_delta_##SFX(T *z, T *e, const T *s, const T *ls, const T *y,   \
-                           int64_t y_model, int64_t y_class, const T *w,       \
-                           const T *w_scaled, const uint8_t *pad, int64_t M,   \
-                           int64_t K, int64_t B, T eps, T *loss, T *bgrad,     \
-                           int64_t bgrad_stride) {                            \
+  void softmax_delta_##SFX(SOFTMAX_DELTA_PARAMS(T)) {                          \
     const T hi = 1 - eps, log_lo = LOG(eps), log_hi = LOG(hi);                 \
     for (int64_t i = 0; i < M; ++i) {                                          \
       T *zi = z + i * K * B, *ei = e + i * K * B;                              \
@@ -167,11 +168,7 @@
       p[j] += (-lr * mj) / (SQRT(vj) + eps);                                   \
     }                                                                          \
   }                                                                            \
-  void adam_##SFX(T *p, T *m, T *v, const T *gc, int64_t gc_stride,           \
-                  const T *gb, int64_t gb_stride, int64_t M, int64_t rows,     \
-                  int64_t cols, const T *alpha, const T *b1, const T *omb1,    \
-                  const T *b2, const T *omb2, const T *eps, const T *lr,       \
-                  double *step, double *squares, int accumulate) {             \
+  void adam_##SFX(ADAM_PARAMS(T)) {                                            \
     const int64_t block = (rows + 1) * cols, ncoef = rows * cols;             \
     for (int64_t i = 0; i < M; ++i) {                                          \
       T *pi = p + i * block, *mi = m + i * block, *vi = v + i * block;         \
@@ -205,10 +202,7 @@
       }                                                                        \
     }                                                                          \
   }                                                                            \
-  void sgd_##SFX(T *p, T *vel, const T *gc, int64_t gc_stride, const T *gb,   \
-                 int64_t gb_stride, int64_t M, int64_t rows, int64_t cols,     \
-                 const T *alpha, const T *lr, const T *mu, int nesterov,       \
-                 double *squares, int accumulate) {                            \
+  void sgd_##SFX(SGD_PARAMS(T)) {                                              \
     const int64_t block = (rows + 1) * cols, ncoef = rows * cols;             \
     for (int64_t i = 0; i < M; ++i) {                                          \
       T *pi = p + i * block, *veli = vel + i * block;                          \
@@ -227,9 +221,7 @@
  * codes (0) leave the activation to the caller (identity, or ATen's vectorised
  * tanh / logistic). */
 #define HIDDEN_FORWARD(T, SFX)                                                  \
-  void hidden_forward_##SFX(T *z, const T *bias, int64_t bias_stride,         \
-                            const uint8_t *act, int64_t M, int64_t B,          \
-                            int64_t H) {                                       \
+  void hidden_forward_##SFX(HIDDEN_FORWARD_PARAMS(T)) {                        \
     for (int64_t i = 0; i < M; ++i) {                                          \
       T *zi = z + i * B * H;                                                   \
       const T *bi = bias ? bias + i * bias_stride : NULL;                      \
@@ -259,9 +251,7 @@
  * if bgrad, bgrad[i * bgrad_stride + h] = sum over b of delta, added in double
  * (acc: H doubles of scratch). */
 #define HIDDEN_BACKWARD(T, SFX)                                                 \
-  void hidden_backward_##SFX(T *delta, const T *a, const uint8_t *act,        \
-                             int64_t M, int64_t B, int64_t H, T *bgrad,        \
-                             int64_t bgrad_stride, double *acc) {             \
+  void hidden_backward_##SFX(HIDDEN_BACKWARD_PARAMS(T)) {                      \
     const int64_t n = B * H;                                                   \
     for (int64_t i = 0; i < M; ++i) {                                          \
       T *d = delta + i * n;                                                    \
@@ -307,12 +297,7 @@
  *   bgrad[i * bgrad_stride + k] = sum_b delta (skipped if bgrad is NULL).
  * y[i * y_model + k * y_class + b]; w, w_scaled, pad: (M, B). */
 #define OUTPUT_PASS(T, SFX, EXP, LOG)                                           \
-  void output_pass_##SFX(T *z, const T *bias, int64_t bias_stride,            \
-                         const T *y, int64_t y_model, int64_t y_class,         \
-                         const T *w, const T *w_scaled, const uint8_t *pad,    \
-                         const T *denom, int64_t M, int64_t K, int64_t B,      \
-                         int64_t kind, T eps, T *loss, T *bgrad,               \
-                         int64_t bgrad_stride) {                               \
+  void output_pass_##SFX(OUTPUT_PASS_PARAMS(T)) {                              \
     for (int64_t i = 0; i < M; ++i) {                                          \
       T *zi = z + i * K * B;                                                   \
       const T *wi = w + i * B, *wsi = w_scaled + i * B;                        \
@@ -396,9 +381,7 @@ static void sort_distinct(const uint64_t *src, uint64_t *dst, int64_t len,
  * idx[s, i, b] = rows[i, order[positions[i, s * B + b]]], with rows (M, width)
  * and positions (M, S * B). Returns 0, or -1 if the scratch could not be
  * allocated. */
-int epoch_rows(const int64_t *base, const int64_t *n, const uint8_t *shuffle,
-               const int64_t *rows, int64_t width, const int64_t *positions,
-               int64_t M, int64_t S, int64_t B, int64_t *idx) {
+int epoch_rows(EPOCH_ROWS_PARAMS) {
   uint64_t *pairs = malloc(2 * (size_t)width * sizeof(uint64_t));
   int64_t *order = malloc((size_t)width * sizeof(int64_t));
   int64_t *count = malloc((((size_t)1 << MAX_BUCKET_BITS) + 1) * sizeof(int64_t));
@@ -464,26 +447,6 @@ OUTPUT_PASS(double, f64, exp, log)
  * matmuls and the vectorised exp / ln / tanh are MKL's (cblas_?gemm_batch and
  * VML, the very functions ATen's bmm, exp, log and tanh call), resolved from
  * torch's own library and passed in fns: no Python runs between the steps. */
-enum {
-  OP_GATHER = 1,
-  OP_GEMM,
-  OP_HIDDEN_FORWARD,
-  OP_TANH,
-  OP_LOGISTIC,
-  OP_SOFTMAX_SHIFT,
-  OP_EXP,
-  OP_SOFTMAX_SUMS,
-  OP_LN,
-  OP_SOFTMAX_DELTA,
-  OP_HIDDEN_BACKWARD,
-  OP_ADAM,
-  OP_SGD,
-  OP_SAVE,
-  OP_RESTORE,
-  OP_OUTPUT
-};
-
-#define MAX_ARGS 128
 
 /* MKL_INT is int (LP64) or int64_t (ILP64) depending on how torch links MKL.
  * Sizes are passed as int64_t, by value and in arrays: a small non-negative
@@ -500,14 +463,14 @@ typedef void (*vml_fn)(int64_t n, const void *a, void *r);
 
 /* Copies the rows index[0:count) of each (address, bytes per model) pair to
  * scratch (save) or back (restore): the state a step must not change for the
- * models that do not take it. */
+ * models that do not take it. save and restore share their argument layout. */
 static void keep_rows(const int64_t *a, int restore) {
-  const int64_t *index = (const int64_t *)a[0];
-  const int64_t count = a[1], n = a[3];
-  char *scratch = (char *)a[2];
+  const int64_t *index = (const int64_t *)a[SAVE_INDEX];
+  const int64_t count = a[SAVE_COUNT], n = a[SAVE_N];
+  char *scratch = (char *)a[SAVE_SCRATCH];
   for (int64_t t = 0; t < n; ++t) {
-    char *base = (char *)a[4 + 2 * t];
-    const int64_t bytes = a[5 + 2 * t];
+    char *base = (char *)a[SAVE_ADDRESS + 2 * t];
+    const int64_t bytes = a[SAVE_BYTES + 2 * t];
     for (int64_t c = 0; c < count; ++c, scratch += bytes) {
       char *row = base + index[c] * bytes;
       if (restore)
@@ -518,10 +481,8 @@ static void keep_rows(const int64_t *a, int restore) {
   }
 }
 
-#define P(T, j) ((T *)a[j])
 #define RUN_EPOCH(T, SFX, EXP)                                                  \
-  int run_epoch_##SFX(const int64_t *prog, int64_t len, const int64_t *slots, \
-                      int64_t n_slots, int64_t n_steps, void *const *fns) {    \
+  int run_epoch_##SFX(RUN_EPOCH_PARAMS(T)) {                                   \
     const gemm_batch_fn gemm = (gemm_batch_fn)fns[0];                          \
     const vml_fn vml_tanh = (vml_fn)fns[1], vml_exp = (vml_fn)fns[2],          \
                  vml_ln = (vml_fn)fns[3];                                      \
@@ -539,71 +500,54 @@ static void keep_rows(const int64_t *a, int restore) {
         pc += 2 + n;                                                           \
         switch (op) {                                                          \
           case OP_GATHER:                                                      \
-            gather_##SFX(P(const T, 0), a[1], P(const T, 2), a[3], a[4],       \
-                         P(const int64_t, 5), a[6], P(T, 7), P(T, 8));         \
+            CALL_GATHER(T, SFX, a);                                            \
             break;                                                             \
           case OP_GEMM: {                                                      \
-            const int ta = (int)a[0], tb = (int)a[1];                          \
-            gemm(101, &ta, &tb, &a[2], &a[3], &a[4], &one, (const void **)a[9], \
-                 &a[5], (const void **)a[10], &a[6], &zero, (void **)a[11],    \
-                 &a[7], 1, &a[8]);                                             \
+            const int ta = (int)a[GEMM_TA], tb = (int)a[GEMM_TB];              \
+            gemm(101, &ta, &tb, &a[GEMM_M], &a[GEMM_N], &a[GEMM_K], &one,      \
+                 (const void **)a[GEMM_A], &a[GEMM_LDA],                       \
+                 (const void **)a[GEMM_B], &a[GEMM_LDB], &zero,                \
+                 (void **)a[GEMM_C], &a[GEMM_LDC], 1, &a[GEMM_COUNT]);         \
             break;                                                             \
           }                                                                    \
           case OP_HIDDEN_FORWARD:                                              \
-            hidden_forward_##SFX(P(T, 0), P(const T, 1), a[2],                 \
-                                 P(const uint8_t, 3), a[4], a[5], a[6]);       \
+            CALL_HIDDEN_FORWARD(T, SFX, a);                                    \
             break;                                                             \
           case OP_TANH:                                                        \
-            vml_tanh(a[1], P(T, 0), P(T, 0));                                  \
+            vml_tanh(a[TANH_N], (T *)a[TANH_X], (T *)a[TANH_X]);               \
             break;                                                             \
           case OP_LOGISTIC: {                                                  \
-            T *z = P(T, 0);                                                    \
-            for (int64_t j = 0; j < a[1]; ++j) z[j] = 1 / (1 + EXP(-z[j]));    \
+            T *z = (T *)a[LOGISTIC_X];                                         \
+            for (int64_t j = 0; j < a[LOGISTIC_N]; ++j)                        \
+              z[j] = 1 / (1 + EXP(-z[j]));                                     \
             break;                                                             \
           }                                                                    \
           case OP_SOFTMAX_SHIFT:                                               \
-            softmax_shift_##SFX(P(T, 0), P(const T, 1), a[2], a[3], a[4],      \
-                                a[5], P(T, 6));                                \
+            CALL_SOFTMAX_SHIFT(T, SFX, a);                                     \
             break;                                                             \
           case OP_EXP:                                                         \
-            vml_exp(a[1], P(const T, 0), P(T, 2));                             \
+            vml_exp(a[EXP_N], (const T *)a[EXP_X], (T *)a[EXP_OUT]);           \
             break;                                                             \
           case OP_SOFTMAX_SUMS:                                                \
-            softmax_sums_##SFX(P(const T, 0), a[1], a[2], a[3], P(T, 4));      \
+            CALL_SOFTMAX_SUMS(T, SFX, a);                                      \
             break;                                                             \
           case OP_LN:                                                          \
-            vml_ln(a[1], P(const T, 0), P(T, 2));                              \
+            vml_ln(a[LN_N], (const T *)a[LN_X], (T *)a[LN_OUT]);               \
             break;                                                             \
           case OP_SOFTMAX_DELTA:                                               \
-            softmax_delta_##SFX(P(T, 0), P(T, 1), P(const T, 2),               \
-                                P(const T, 3), P(const T, 4), a[5], a[6],      \
-                                P(const T, 7), P(const T, 8),                  \
-                                P(const uint8_t, 9), a[10], a[11], a[12],      \
-                                *P(const T, 13), P(T, 14), P(T, 15), a[16]);   \
+            CALL_SOFTMAX_DELTA(T, SFX, a);                                     \
             break;                                                             \
           case OP_HIDDEN_BACKWARD:                                             \
-            hidden_backward_##SFX(P(T, 0), P(const T, 1), P(const uint8_t, 2), \
-                                  a[3], a[4], a[5], P(T, 6), a[7],             \
-                                  P(double, 8));                               \
+            CALL_HIDDEN_BACKWARD(T, SFX, a);                                   \
             break;                                                             \
           case OP_ADAM:                                                        \
-            adam_##SFX(P(T, 0), P(T, 1), P(T, 2), P(const T, 3), a[4],         \
-                       P(const T, 5), a[6], a[7], a[8], a[9], P(const T, 10),  \
-                       P(const T, 11), P(const T, 12), P(const T, 13),         \
-                       P(const T, 14), P(const T, 15), P(const T, 16),         \
-                       P(double, 17), P(double, 18), (int)a[19]);              \
+            CALL_ADAM(T, SFX, a);                                              \
             break;                                                             \
           case OP_SGD:                                                         \
-            sgd_##SFX(P(T, 0), P(T, 1), P(const T, 2), a[3], P(const T, 4),    \
-                      a[5], a[6], a[7], a[8], P(const T, 9), P(const T, 10),   \
-                      P(const T, 11), (int)a[12], P(double, 13), (int)a[14]);  \
+            CALL_SGD(T, SFX, a);                                               \
             break;                                                             \
           case OP_OUTPUT:                                                      \
-            output_pass_##SFX(P(T, 0), P(const T, 1), a[2], P(const T, 3), a[4], \
-                              a[5], P(const T, 6), P(const T, 7),              \
-                              P(const uint8_t, 8), P(const T, 9), a[10],       \
-                              a[11], a[12], a[13], *P(const T, 14), P(T, 15),  \
-                              P(T, 16), a[17]);                                \
+            CALL_OUTPUT_PASS(T, SFX, a);                                       \
             break;                                                             \
           case OP_SAVE:                                                        \
           case OP_RESTORE:                                                     \
@@ -620,5 +564,10 @@ static void keep_rows(const int64_t *a, int restore) {
 RUN_EPOCH(float, f32, expf)
 RUN_EPOCH(double, f64, exp)
 
-/* The version of this file's interface: the loader checks it. */
-int torchhpo_kernels_version(void) { return 5; }
+/* Line i of the declaration this library was built from (interface.py), NULL
+ * past the last: the loader compares it with its own before any call. */
+const char *torchhpo_kernels_declaration(int64_t i) {
+  int64_t n = 0;
+  while (torchhpo_declared[n]) ++n;
+  return i >= 0 && i < n ? torchhpo_declared[i] : 0;
+}

@@ -21,33 +21,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-#: Operation codes (the ``OP_*`` enumeration of ``kernels.c``).
-OPS = {
-    name: code
-    for code, name in enumerate(
-        (
-            "gather",
-            "gemm",
-            "hidden_forward",
-            "tanh",
-            "logistic",
-            "softmax_shift",
-            "exp",
-            "softmax_sums",
-            "ln",
-            "softmax_delta",
-            "hidden_backward",
-            "adam",
-            "sgd",
-            "save",
-            "restore",
-            "output",
-        ),
-        start=1,
-    )
-}
-#: Most arguments one operation may have (``MAX_ARGS`` in ``kernels.c``).
-MAX_ARGS = 128
+from . import interface
+
+#: Operation codes (the ``OP_*`` enumeration ``kernels.c`` is built with).
+OPS = interface.op_codes()
+#: Most arguments one operation may have.
+MAX_ARGS = interface.MAX_ARGS
 _NO_TRANS, _TRANS = 111, 112  # CBLAS_TRANSPOSE
 
 
@@ -93,8 +72,31 @@ class StepProgram:
         self.n_slots += 1
         return -self.n_slots
 
-    def emit(self, op: str, *args: int) -> None:
-        """Append operation ``op`` with its (int) arguments."""
+    def emit(self, op: str, *args: int, **named: int) -> None:
+        """Append operation ``op`` with its (int) arguments.
+
+        By name (``emit("tanh", x=..., n=...)``), in the declaration's order
+        (:data:`~torchhpo.engine.native.interface.OPS`), or all in order.
+
+        Raises
+        ------
+        TypeError
+            If an argument is missing or not declared (naming it).
+        """
+        declared = _declared()[op]
+        fields = interface.op_args(declared)
+        repeated = len(declared.repeated)
+        if named:
+            args = (*interface.arrange(op, fields, named), *args)
+        extra = len(args) - len(fields)
+        if extra < 0 or (extra % repeated if repeated else extra):
+            names = ", ".join(a.name for a in fields)
+            more = (
+                f", then ({', '.join(declared.repeated)}) repeated" if repeated else ""
+            )
+            raise TypeError(
+                f"{op} takes the arguments ({names}){more}; got {len(args)}"
+            )
         if len(args) > MAX_ARGS:
             raise NotExpressible(f"{op} has {len(args)} arguments")
         self.words += [OPS[op], len(args), *(int(a) for a in args)]
@@ -108,7 +110,11 @@ class StepProgram:
             raise NotExpressible("the output of a matmul must be row-major")
         m, n, k = out.shape[1], out.shape[2], a.shape[2]
         pointers = [self._pointers(t).data_ptr() for t in (a, b, out)]
-        self.emit("gemm", ta, tb, m, n, k, lda, ldb, ldc, a.shape[0], *pointers)
+        self.emit(
+            "gemm",
+            **dict(ta=ta, tb=tb, m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldc),
+            **dict(zip("abc", pointers, strict=True), count=a.shape[0]),
+        )
 
     def _pointers(self, t: torch.Tensor) -> torch.Tensor:
         """The address of each matrix of ``t``, kept alive with the program."""
@@ -126,14 +132,19 @@ class StepProgram:
         state: Sequence[torch.Tensor],
     ) -> None:
         """Append a save / restore of some models' rows of ``state`` tensors."""
-        pairs = []
+        pairs = []  # the operation's repeated (address, bytes) fields
         for t in state:
             pairs += [t.data_ptr(), t[0].numel() * t.element_size()]
-        self.emit(op, index, count, scratch, len(state), *pairs)
+        fixed = dict(index=index, count=count, scratch=scratch, n=len(state))
+        self.emit(op, *pairs, **fixed)
 
     def array(self) -> torch.Tensor:
         """The program as the int64 words ``run_epoch`` reads."""
         return torch.tensor(self.words, dtype=torch.int64)
+
+
+def _declared() -> dict[str, interface.Op]:
+    return {op.name: op for op in interface.OPS}
 
 
 def slot_table(
