@@ -634,16 +634,16 @@ class Pack:
             base, n_train, shuffle, rows = (t.contiguous() for t in inputs)
             positions = self.positions.contiguous()
             done = kernels.epoch_rows(
-                base.data_ptr(),
-                n_train.data_ptr(),
-                shuffle.data_ptr(),
-                rows.data_ptr(),
-                width,
-                positions.data_ptr(),
-                M,
-                S,
-                B,
-                idx.data_ptr(),
+                base=base.data_ptr(),
+                n=n_train.data_ptr(),
+                shuffle=shuffle.data_ptr(),
+                rows=rows.data_ptr(),
+                width=width,
+                positions=positions.data_ptr(),
+                M=M,
+                S=S,
+                B=B,
+                idx=idx.data_ptr(),
             )
             if done != 0:
                 raise MemoryError("could not allocate an epoch's shuffle scratch")
