@@ -49,6 +49,7 @@ def _one_class(tasks, **change):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize(
     "kind", ["multiclass", "regression", "binary", "multilabel", "poisson"]
@@ -65,6 +66,7 @@ def test_k_epochs_per_look_equal_a_look_every_epoch(aten, kind, dtype):
             _assert_identical(got[i], ref, f"{kind} K={k} task {i}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("early_stopping", [False, True])
 def test_models_written_into_freed_slots_end_as_when_all_start_together(
@@ -113,6 +115,7 @@ def test_models_of_another_class_enter_through_a_new_layout(aten):
         _assert_identical(got[i], ref, f"task {i}")
 
 
+@pytest.mark.slow
 def test_one_capture_serves_a_pack_whose_models_come_and_go(aten):
     """The CPU stand-in for CUDA graphs: a block is recorded once and replayed;
     models leave and enter without a new capture, and replays equal eager blocks."""

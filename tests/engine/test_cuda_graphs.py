@@ -117,6 +117,7 @@ class _RecordedEpoch(GraphedEpoch):
         return fn
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fail", [False, True])
 def test_replayed_epochs_match_eager_epochs(digits, monkeypatch, fail, step_path):
     X, Y = digits
@@ -189,6 +190,7 @@ def _state(pack):
     return [t.clone() for t in pack.weights + pack.biases + pack.first + pack.second]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["native", "aten"])
 def test_recorded_ops_replay_equals_eager_epochs(digits, monkeypatch, path):
     # A stand-in capture records the epoch's ATen operations (without effect)
@@ -416,6 +418,7 @@ def _maskable(kernel):
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_one_capture_serves_models_leaving_and_entering_slots(monkeypatch):
     # A model leaves its slot (zero weights and row counts: masked) and another
     # enters it (weights and moments written in place): the captured epoch goes

@@ -230,6 +230,7 @@ def test_model_in_pack_equals_model_alone(problem):
         _assert_same_model(got, ref, f"task {i}: {tasks[i].hyper}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_pack_size", [3, 5])
 def test_result_independent_of_pack_order_and_size(problem, max_pack_size):
     data, tasks, alone = problem

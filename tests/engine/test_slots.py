@@ -62,6 +62,7 @@ def test_model_admitted_mid_way_equals_model_alone(dtype):
         _assert_identical(results[i], ref, f"task {i}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize(
     "kind", ["multiclass", "regression", "binary", "multilabel", "poisson"]
