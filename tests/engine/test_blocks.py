@@ -22,7 +22,7 @@ import torch
 from torchhpo.engine import Pack, cuda_graphs, instruments
 from torchhpo.engine import pack as pack_module
 from torchhpo.engine.blocks import ENV_VAR, BlockLoop, block_epochs
-from torchhpo.engine.pack import slot_key
+from torchhpo.engine.slot_init import slot_key
 from torchhpo.engine.trainer import plan_jobs
 
 from .test_pack_invariance import _tasks

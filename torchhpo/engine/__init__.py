@@ -10,7 +10,8 @@ in a pack), ``jobs`` (one pack's training, split and retried on out-of-memory), 
 """
 
 from .data import DeviceData
-from .pack import Pack, effective_batch_size
+from .pack import Pack
+from .slot_init import effective_batch_size
 from .spec import (
     Hyperparams,
     ModelResult,

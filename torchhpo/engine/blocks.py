@@ -328,7 +328,7 @@ class BlockLoop:
 
         The live slots' counters come from the last read; the step is built anew
         (on CUDA, one more capture). Only packs built without the planner's
-        grouping by class (:func:`~torchhpo.engine.pack.slot_key`) get here.
+        grouping by class (:func:`~torchhpo.engine.slot_init.slot_key`) get here.
         """
         p = self.pack
         report = self.rule.read()

@@ -15,7 +15,7 @@ import torch
 
 from . import functional as F
 from .data import DeviceData
-from .pack import initial_parameters
+from .slot_init import initial_parameters
 from .spec import ModelResult, ModelState, ModelTask
 
 

@@ -19,7 +19,7 @@ from itertools import pairwise
 import torch
 
 from .data import DeviceData
-from .pack import effective_batch_size
+from .slot_init import effective_batch_size
 from .spec import ModelTask
 
 #: Fraction of a CUDA device's free memory the packs trained on it may use.

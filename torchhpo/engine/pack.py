@@ -11,7 +11,6 @@ they stop costing compute.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -23,16 +22,22 @@ from . import instruments, native, rng
 from .admission import AdmissionQueue
 from .blocks import BlockLoop, block_epochs
 from .buffers import BlockAttribute, LayerBlocks
-from .convergence import ConvergenceTracker
 from .cuda_graphs import GraphedEpoch, epoch_runner
 from .data import DeviceData
-from .optimizers import OptimizerHyper
 from .policy import EpochPolicy
-from .scores import ScoreRows, pad_rows
-from .spec import ModelResult, ModelState, ModelTask, OptimizerState
+from .results import finish
+from .slot_init import (
+    class_key,
+    effective_batch_size,
+    optimizer_kind,
+    row_count,
+    runs,
+    score_width,
+    slot_values,
+    steps_per_epoch,
+)
+from .spec import ModelResult, ModelState, ModelTask
 from .step import FusedStep
-
-_OPT_ORDER = {"adam": 0, "sgd": 1, "nesterov": 2}
 
 #: When nothing waits, finished models' slots are dropped once the live share of
 #: the slots falls below this. On a CPU a masked slot costs what a live one does
@@ -44,158 +49,6 @@ COMPACT_BELOW = {"cpu": 1.0, "cuda": 0.5}
 
 def _compact_below(device: torch.device) -> float:
     return COMPACT_BELOW.get(device.type, 1.0)
-
-
-def optimizer_kind(hyper) -> str:
-    """Return the fused update a model uses: ``adam``, ``sgd`` or ``nesterov``."""
-    if hyper.solver == "adam":
-        return "adam"
-    return "nesterov" if hyper.nesterovs_momentum else "sgd"
-
-
-def _runs(labels: Sequence[str]) -> list[tuple[int, int, str]]:
-    """Return maximal runs ``(start, stop, label)`` of equal consecutive labels."""
-    runs = []
-    start = 0
-    for i in range(1, len(labels) + 1):
-        if i == len(labels) or labels[i] != labels[start]:
-            runs.append((start, i, labels[start]))
-            start = i
-    return runs
-
-
-def effective_batch_size(batch_size, n_samples: int) -> int:
-    """Return scikit-learn's batch size for ``n_samples`` training rows."""
-    if batch_size == "auto":
-        return min(200, n_samples)
-    return int(np.clip(batch_size, 1, n_samples))
-
-
-def initial_parameters(
-    seeds: torch.Tensor,
-    hypers: Sequence,
-    states: Sequence[ModelState],
-    layer_units: Sequence[int],
-    dtype: torch.dtype,
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Return stacked starting weights ``(M, fan_in, fan_out)`` and biases.
-
-    Each model draws scikit-learn's Glorot-uniform initialisation (bound
-    ``sqrt(factor / (fan_in + fan_out))``, factor 2 for logistic, else 6, on weights
-    and biases) from its own stream; models whose state carries weights start from
-    those instead.
-    """
-    device = seeds.device
-    M = len(hypers)
-    sizes = [(layer_units[i], layer_units[i + 1]) for i in range(len(layer_units) - 1)]
-    total = sum(fi * fo + fo for fi, fo in sizes)
-    draws = rng.uniform(rng.stream_base(seeds, rng.STREAM_INIT), total, torch.float64)
-    factor = torch.tensor(
-        [2.0 if h.activation == "logistic" else 6.0 for h in hypers],
-        dtype=torch.float64,
-        device=device,
-    )
-    weights, biases = [], []
-    offset = 0
-    for fi, fo in sizes:
-        bound = torch.sqrt(factor / (fi + fo)).view(M, 1)
-        w = draws[:, offset : offset + fi * fo] * 2 - 1
-        offset += fi * fo
-        b = draws[:, offset : offset + fo] * 2 - 1
-        offset += fo
-        weights.append((w * bound).view(M, fi, fo).to(dtype).contiguous())
-        biases.append((b * bound).view(M, 1, fo).to(dtype).contiguous())
-    for m, state in enumerate(states):
-        for i, (c, b) in enumerate(zip(state.coefs, state.intercepts, strict=True)):
-            weights[i][m] = torch.as_tensor(c, dtype=dtype, device=device)
-            biases[i][m, 0] = torch.as_tensor(b, dtype=dtype, device=device)
-    return weights, biases
-
-
-def _length(rows: np.ndarray | None) -> int:
-    return 0 if rows is None else len(rows)
-
-
-def _rows(rows: np.ndarray | None) -> np.ndarray:
-    return np.zeros(0, np.int64) if rows is None else rows
-
-
-def _finite(state: ModelState) -> bool:
-    """Whether every weight of ``state`` is finite."""
-    return all(np.isfinite(w).all() for w in state.coefs + state.intercepts)
-
-
-def _score_width(lengths) -> int:
-    """Width of a score-row table: the longest row set, up to a multiple of 16.
-
-    Element-wise functions (tanh, exp) run vectorised except on the last few
-    elements of a tensor, which may round differently; with every model's block
-    a multiple of the vector width no element is ever in such a tail, so a
-    model's scores do not depend on where its slot sits.
-    """
-    longest = max(lengths, default=0)
-    return max(-(-longest // 16) * 16, 16)
-
-
-def _class_key(hyper) -> tuple[int, str]:
-    """Slot order: models of one optimizer kind and activation sit side by side."""
-    return _OPT_ORDER[optimizer_kind(hyper)], hyper.activation
-
-
-def slot_key(hyper) -> tuple:
-    """What a slot's layout fixes: shapes, optimizer kind and hidden activation.
-
-    A model can be written into the slot of another model with the same key
-    without changing the step's layout (see :mod:`~torchhpo.engine.blocks`).
-    """
-    return (hyper.shape_key(), *_class_key(hyper))
-
-
-def _steps(task) -> int:
-    """Steps per epoch of ``task``."""
-    n = len(task.train_index)
-    return -(-n // effective_batch_size(task.hyper.batch_size, n))
-
-
-def _initial_moments(
-    params: Sequence[torch.Tensor], states: Sequence[ModelState], dtype: torch.dtype
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Return the optimizer moments, zero or continued from ``states``."""
-    first = [torch.zeros_like(p) for p in params]
-    second = [torch.zeros_like(p) for p in params]
-    for m, state in enumerate(states):
-        opt = state.optimizer
-        if opt is None:
-            continue
-        for i, p in enumerate(params):
-            shape = p.shape[1:]
-            first[i][m] = torch.as_tensor(opt.first[i], dtype=dtype).view(shape)
-            if opt.second is not None:
-                second[i][m] = torch.as_tensor(opt.second[i], dtype=dtype).view(shape)
-    return first, second
-
-
-def _optimizer_hyper(hypers, states, device: torch.device) -> OptimizerHyper:
-    """Return the models' optimizer hyper-parameters and counters."""
-
-    def f64(values):
-        return torch.tensor(values, dtype=torch.float64, device=device)
-
-    return OptimizerHyper(
-        learning_rate=f64(
-            [
-                s.optimizer.learning_rate
-                if s.optimizer is not None and h.solver == "sgd"
-                else h.learning_rate_init
-                for h, s in zip(hypers, states, strict=True)
-            ]
-        ),
-        beta_1=f64([h.beta_1 for h in hypers]),
-        beta_2=f64([h.beta_2 for h in hypers]),
-        epsilon=f64([h.epsilon for h in hypers]),
-        momentum=f64([h.momentum for h in hypers]),
-        step=f64([s.optimizer.step if s.optimizer is not None else 0 for s in states]),
-    )
 
 
 class Pack:
@@ -213,9 +66,9 @@ class Pack:
     left out of every decision.
 
     Slots are kept sorted by optimizer kind and activation, so that the step's
-    runs (:func:`_runs`) stay contiguous. A model's result depends on nothing but
-    its own task: not on its slot, its slot-mates, when it was admitted, or the
-    pack's capacity.
+    runs (:func:`~torchhpo.engine.slot_init.runs`) stay contiguous. A model's
+    result depends on nothing but its own task: not on its slot, its slot-mates,
+    when it was admitted, or the pack's capacity.
 
     Parameters
     ----------
@@ -294,11 +147,11 @@ class Pack:
         self.block_epochs = (
             0 if policy is not None or feed is not None else block_epochs(data.device)
         )
-        self._job_steps = max(_steps(t) for t in self.tasks)
-        self._widths = {
+        self._job_steps = max(steps_per_epoch(t) for t in self.tasks)
+        self.widths = {
             "train": max(len(t.train_index) for t in self.tasks),
-            "val": _score_width(_length(t.val_index) for t in self.tasks),
-            "monitor": _score_width(_length(t.score_index) for t in self.tasks),
+            "val": score_width(row_count(t.val_index) for t in self.tasks),
+            "monitor": score_width(row_count(t.score_index) for t in self.tasks),
             "batch": max(
                 effective_batch_size(t.hyper.batch_size, len(t.train_index))
                 for t in self.tasks
@@ -333,77 +186,14 @@ class Pack:
         self.layouts = 0  # slot layouts set up: the start, admissions, compactions
         self._last_arrival: tuple[list[int], object] | None = None
         first = self.queue.take(self.capacity)
-        first.sort(key=lambda p: _class_key(self.hypers[p]))  # contiguous runs
+        first.sort(key=lambda p: class_key(self.hypers[p]))  # contiguous runs
         self._install(self._slot_values(first))
         self._refresh_layout()
 
     # -- slots --------------------------------------------------------------------
     def _slot_values(self, positions: Sequence[int]) -> dict:
         """Everything per slot for the models at ``positions``, as they start."""
-        data = self.data
-        device, dtype = data.device, data.dtype
-        tasks = [self.tasks[p] for p in positions]
-        hypers = [t.hyper for t in tasks]
-        states = [self.start_states[p] for p in positions]
-        seeds = torch.tensor(
-            [t.seed & 0x7FFFFFFFFFFFFFFF for t in tasks],
-            dtype=torch.int64,
-            device=device,
-        )
-        weights, biases = initial_parameters(
-            seeds, hypers, states, self.layer_units, dtype
-        )
-        first, second = _initial_moments(weights + biases, states, dtype)
-        values = {
-            "positions": np.asarray(positions, dtype=np.int64),
-            "seeds": seeds,
-            "epochs": torch.tensor(
-                [s.epochs_seen for s in states], dtype=torch.int64, device=device
-            ),
-            "shuffle": torch.tensor([h.shuffle for h in hypers], device=device),
-            "weights": weights,
-            "biases": biases,
-            "first": first,
-            "second": second,
-            "opt": _optimizer_hyper(hypers, states, device),
-            "alpha": torch.tensor(
-                [h.alpha for h in hypers], dtype=dtype, device=device
-            ).view(-1, 1, 1),
-            "batch": torch.tensor(
-                [
-                    effective_batch_size(h.batch_size, len(t.train_index))
-                    for h, t in zip(hypers, tasks, strict=True)
-                ],
-                dtype=torch.int64,
-                device=device,
-            ),
-            "tracker": ConvergenceTracker(
-                hypers,
-                states,
-                [t.incremental for t in tasks],
-                epochs_done=self.epochs_done[list(positions)],
-                incremental_epochs=[t.incremental_epochs for t in tasks],
-            ),
-        }
-        values["train_rows"], values["n_train"] = pad_rows(
-            [t.train_index for t in tasks], device, self._widths["train"]
-        )
-        if self.early_stopping:
-            best_w = [w.clone() for w in weights]
-            best_b = [b.clone() for b in biases]
-            for m, state in enumerate(states):
-                if state.best_coefs is not None:
-                    for i, c in enumerate(state.best_coefs):
-                        best_w[i][m] = torch.as_tensor(c, device=device)
-                    for i, b in enumerate(state.best_intercepts):
-                        best_b[i][m, 0] = torch.as_tensor(b, device=device)
-            values["best_weights"], values["best_biases"] = best_w, best_b
-            val = [_rows(t.val_index) for t in tasks]
-            values["val"] = ScoreRows(data, val, self._widths["val"])
-        if self.uses_monitor:
-            monitor = [_rows(t.score_index) for t in tasks]
-            values["monitor"] = ScoreRows(data, monitor, self._widths["monitor"])
-        return values
+        return slot_values(self, positions)
 
     def _install(self, values: dict) -> None:
         """Make ``values`` (:meth:`_slot_values`) the pack's slots."""
@@ -460,7 +250,7 @@ class Pack:
         self._extend(self._slot_values(positions))
         order = sorted(
             range(len(self.occupant)),
-            key=lambda s: _class_key(self.hypers[self.occupant[s]]),
+            key=lambda s: class_key(self.hypers[self.occupant[s]]),
         )
         self._select(np.asarray(order, dtype=np.int64))
         self._refresh_layout()
@@ -475,9 +265,9 @@ class Pack:
         free = list(free)
         slots = []
         for position in positions:
-            key = _class_key(self.hypers[position])
+            key = class_key(self.hypers[position])
             match = next(
-                (s for s in free if _class_key(self.hypers[self.occupant[s]]) == key),
+                (s for s in free if class_key(self.hypers[self.occupant[s]]) == key),
                 None,
             )
             if match is None:
@@ -553,8 +343,8 @@ class Pack:
         labels_act = [self.hypers[i].activation for i in self.occupant]
         kinds = [optimizer_kind(self.hypers[i]) for i in self.occupant]
         self.layouts += 1
-        self.act_runs = _runs(labels_act)
-        self.opt_runs = _runs(kinds)
+        self.act_runs = runs(labels_act)
+        self.opt_runs = runs(kinds)
         self._schedule()
 
     def _schedule(self) -> None:
@@ -571,7 +361,7 @@ class Pack:
             self.n_steps = int(steps.max())
         # The widest batch of the whole job, whoever holds the slots now: a
         # model's padding, and so its arithmetic, never depends on its slot-mates.
-        self.width = self._widths["batch"]
+        self.width = self.widths["batch"]
         s = torch.arange(self.n_steps, device=device).view(1, -1, 1)
         j = torch.arange(self.width, device=device).view(1, 1, -1)
         pos = s * self.batch.view(-1, 1, 1) + j  # (M, S, B)
@@ -786,51 +576,6 @@ class Pack:
         self.occupant = self.occupant[keep]
         self.live = self.live[keep]
 
-    def _extract(
-        self, slots: np.ndarray, resume: np.ndarray, counters=None
-    ) -> list[dict]:
-        """Copy the weights (and optimizer state) of ``slots`` to the host.
-
-        Each item holds the running ``coefs`` / ``intercepts``, the best ones of
-        ``early_stopping`` models (``best_coefs`` / ``best_intercepts``), and the
-        ``optimizer`` state where it is kept or the model is ``resume``-d.
-        """
-        index = torch.from_numpy(slots).to(self.data.device)
-
-        def host(tensors):
-            return [t.index_select(0, index).cpu().numpy() for t in tensors]
-
-        w, b = host(self.weights), host(self.biases)
-        es = [self.hypers[self.occupant[s]].early_stopping for s in slots]
-        bw = bb = None
-        if any(es):
-            bw, bb = host(self.best_weights), host(self.best_biases)
-        with_optimizer = self.keep_optimizer_state or resume.any()
-        first = host(self.first) if with_optimizer else None
-        second = host(self.second) if with_optimizer else None
-        step = self.opt.step.index_select(0, index).cpu().numpy()
-        lr = (self.tracker if counters is None else counters).learning_rate[slots]
-        out = []
-        for k in range(len(slots)):
-            item = {
-                "coefs": [x[k] for x in w],
-                "intercepts": [x[k, 0] for x in b],
-                "best_coefs": [x[k] for x in bw] if es[k] else None,
-                "best_intercepts": [x[k, 0] for x in bb] if es[k] else None,
-                "optimizer": None,
-            }
-            if first is not None:
-                solver = self.hypers[self.occupant[slots[k]]].solver
-                item["optimizer"] = OptimizerState(
-                    solver=solver,
-                    step=int(step[k]),
-                    learning_rate=float(lr[k]),
-                    first=[f[k] for f in first],
-                    second=[s[k] for s in second] if solver == "adam" else None,
-                )
-            out.append(item)
-        return out
-
     def train(
         self,
         on_finished: Callable[[int], None] | None = None,
@@ -960,9 +705,9 @@ class Pack:
         if (
             task.hyper.shape_key() != self.hypers[0].shape_key()
             or (task.hyper.early_stopping and not self.early_stopping)
-            or any(_length(r) > self._widths[name] for name, r in rows)
+            or any(row_count(r) > self.widths[name] for name, r in rows)
             or effective_batch_size(task.hyper.batch_size, len(task.train_index))
-            > self._widths["batch"]
+            > self.widths["batch"]
         ):
             raise ValueError(
                 "A fed model must fit the pack (shape, stopping rule, row "
@@ -1016,83 +761,5 @@ class Pack:
     def _finish(
         self, slots, hit_max_iter, failed, pruned, counters=None
     ) -> list[tuple[int, ModelResult]]:
-        """Results of the models in ``slots`` (masks and counters by slot).
-
-        ``counters`` holds the rule's counters (``n_iter``, ``t``, ``best_loss``,
-        ``best_val``, ``no_improvement``, ``learning_rate``); default: the host
-        tracker's.
-        """
-        tracker = self.tracker if counters is None else counters
-        hit_max = hit_max_iter & ~failed & ~pruned
-        resume = np.array(
-            [
-                self.tasks[self.occupant[s]].resumable and (hit_max[s] or pruned[s])
-                for s in slots
-            ],
-            dtype=bool,
-        )
-        payloads = self._extract(slots, resume, counters)
-        finished = []
-        for k, slot in enumerate(slots):
-            pos = int(self.occupant[slot])
-            task, start = self.tasks[pos], self.start_states[pos]
-            hyper = task.hyper
-            n_iter = int(tracker.n_iter[slot])  # in this fit, earlier rungs included
-            trained = n_iter - int(self.epochs_done[pos])  # in this call
-            curve = list(start.loss_curve) + self.loss_history[pos, :trained].tolist()
-            es = hyper.early_stopping
-            val = None
-            if es:
-                val = list(start.validation_scores or [])
-                val += self.val_history[pos, :trained].tolist()
-            payload = payloads[k]
-            counters = dict(
-                t=int(tracker.t[slot]),
-                epochs_seen=start.epochs_seen + trained,
-                loss_curve=curve,
-                best_loss=None if es else float(tracker.best_loss[slot]),
-                validation_scores=val,
-                best_validation_score=float(tracker.best_val[slot]) if es else None,
-                no_improvement_count=int(tracker.no_improvement[slot]),
-            )
-            state = ModelState(
-                # scikit-learn restores the best weights when early stopping ends.
-                coefs=payload["best_coefs"] if es else payload["coefs"],
-                intercepts=payload["best_intercepts"] if es else payload["intercepts"],
-                optimizer=payload["optimizer"] if self.keep_optimizer_state else None,
-                **counters,
-            )
-            resume_state = None
-            if resume[k]:
-                resume_state = ModelState(
-                    coefs=payload["coefs"],
-                    intercepts=payload["intercepts"],
-                    optimizer=payload["optimizer"],
-                    best_coefs=payload["best_coefs"],
-                    best_intercepts=payload["best_intercepts"],
-                    **counters,
-                )
-            message = None
-            if hit_max[slot]:
-                message = (
-                    f"Stochastic Optimizer: Maximum iterations ({hyper.max_iter}) "
-                    "reached and the optimization hasn't converged yet."
-                )
-            result = ModelResult(
-                state=state,
-                n_iter=n_iter,
-                loss=float(curve[-1]) if curve else math.nan,
-                hit_max_iter=bool(hit_max[slot]),
-                failure=(
-                    "Solver produced non-finite parameter weights. The input data may "
-                    "contain large values and need to be preprocessed."
-                )
-                if failed[slot] or (es and not _finite(state))
-                else None,
-                convergence_message=message,
-                fit_time=float(self.model_time[pos]),
-                resume=resume_state,
-                pruned=bool(pruned[slot]),
-            )
-            finished.append((int(self.task_ids[pos]), result))
-        return finished
+        """Results of the models in ``slots`` (see :func:`.results.finish`)."""
+        return finish(self, slots, hit_max_iter, failed, pruned, counters)

@@ -19,8 +19,8 @@ from .blocks import block_epochs
 from .data import DeviceData, canonical_device
 from .feed import TaskFeed
 from .jobs import Arrivals, Job, JobContext, PackHook
-from .pack import slot_key
 from .policy import EpochPolicy
+from .slot_init import slot_key
 from .spec import Hyperparams, ModelResult, ModelTask
 
 #: Default cap on models per pack on a CPU. Measured on digits (64-100-10, batch
@@ -44,7 +44,7 @@ def plan_packs(
     key : callable, optional
         What models of one pack share (default: ``Hyperparams.shape_key``; for
         packs that write models into slots in place,
-        :func:`~torchhpo.engine.pack.slot_key`).
+        :func:`~torchhpo.engine.slot_init.slot_key`).
 
     Returns
     -------
