@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from . import instruments, native, rng
+from . import instruments, rng
 from .admission import AdmissionQueue
 from .blocks import BlockLoop, block_epochs
 from .buffers import BlockAttribute, LayerBlocks
@@ -26,6 +26,7 @@ from .cuda_graphs import GraphedEpoch, epoch_runner
 from .data import DeviceData
 from .policy import EpochPolicy
 from .results import finish
+from .schedule import batch_rows, lay_out
 from .slot_init import (
     class_key,
     effective_batch_size,
@@ -147,7 +148,7 @@ class Pack:
         self.block_epochs = (
             0 if policy is not None or feed is not None else block_epochs(data.device)
         )
-        self._job_steps = max(steps_per_epoch(t) for t in self.tasks)
+        self.job_steps = max(steps_per_epoch(t) for t in self.tasks)
         self.widths = {
             "train": max(len(t.train_index) for t in self.tasks),
             "val": score_width(row_count(t.val_index) for t in self.tasks),
@@ -348,48 +349,8 @@ class Pack:
         self._schedule()
 
     def _schedule(self) -> None:
-        """Set the batch schedule (positions, padding, counts) of the slots."""
-        device, dtype = self.data.device, self.data.dtype
-        steps = torch.div(
-            self.n_train + self.batch - 1, self.batch, rounding_mode="floor"
-        )
-        if self.block_epochs:
-            # The job's longest epoch, and every step may skip a model: a
-            # model written into a slot later never changes the step's layout.
-            self.n_steps = self._job_steps
-        else:
-            self.n_steps = int(steps.max())
-        # The widest batch of the whole job, whoever holds the slots now: a
-        # model's padding, and so its arithmetic, never depends on its slot-mates.
-        self.width = self.widths["batch"]
-        s = torch.arange(self.n_steps, device=device).view(1, -1, 1)
-        j = torch.arange(self.width, device=device).view(1, 1, -1)
-        pos = s * self.batch.view(-1, 1, 1) + j  # (M, S, B)
-        valid = (j < self.batch.view(-1, 1, 1)) & (pos < self.n_train.view(-1, 1, 1))
-        max_pos = self.train_rows.shape[1] - 1
-        self.positions = pos.clamp(max=max_pos).view(len(self.occupant), -1)
-        self.valid = valid.permute(1, 0, 2).to(dtype).contiguous()  # (S, M, B)
-        self.count = self.valid.sum(dim=2)  # (S, M)
-        # The weight sums of unweighted data (1 where a model takes no step).
-        self.valid_denom = torch.where(
-            self.count > 0, self.count, torch.ones_like(self.count)
-        )
-        if self.block_epochs:
-            # The ATen step reads which models skip a step from the counts on
-            # the device; no host read of the schedule.
-            self.uneven_steps = set(range(self.n_steps))
-            none = torch.zeros(0, dtype=torch.int64, device=device)
-            self.inactive = [none] * self.n_steps
-            return
-        active = steps.view(1, -1) > torch.arange(self.n_steps, device=device).view(
-            -1, 1
-        )
-        self.uneven_steps = {
-            int(i) for i in torch.nonzero(~active.all(dim=1)).flatten().tolist()
-        }
-        self.inactive = [
-            torch.nonzero(~active[i]).flatten() for i in range(self.n_steps)
-        ]
+        """Set the batch schedule of the slots (see :func:`.schedule.lay_out`)."""
+        lay_out(self)
 
     # -- training ---------------------------------------------------------------
     @property
@@ -409,39 +370,8 @@ class Pack:
         return idx, weight, denom
 
     def _batch_rows(self, base: torch.Tensor) -> torch.Tensor:
-        """Return the epoch's batch rows ``(S, M, B)`` for shuffle keys ``base``.
-
-        On the CPU one fused C call (:mod:`~torchhpo.engine.native`) draws the
-        permutations and lays the rows out; elsewhere tensor ops do, in the same
-        order.
-        """
-        M, S, B = self.size, self.n_steps, self.width
-        width = self.train_rows.shape[1]
-        kernels = native.kernels(self.data.dtype, self.data.device)
-        if kernels is not None:
-            idx = torch.empty(S, M, B, dtype=torch.int64)
-            inputs = (base, self.n_train, self.shuffle, self.train_rows)
-            base, n_train, shuffle, rows = (t.contiguous() for t in inputs)
-            positions = self.positions.contiguous()
-            done = kernels.epoch_rows(
-                base=base.data_ptr(),
-                n=n_train.data_ptr(),
-                shuffle=shuffle.data_ptr(),
-                rows=rows.data_ptr(),
-                width=width,
-                positions=positions.data_ptr(),
-                M=M,
-                S=S,
-                B=B,
-                idx=idx.data_ptr(),
-            )
-            if done != 0:
-                raise MemoryError("could not allocate an epoch's shuffle scratch")
-            return idx
-        order = rng.permutation_order(base, self.n_train, width, self.shuffle)
-        rows = self.train_rows.gather(1, order)
-        idx = rows.gather(1, self.positions).view(M, S, B)
-        return idx.permute(1, 0, 2).contiguous()
+        """This epoch's rows ``(S, M, B)`` (see :func:`.schedule.batch_rows`)."""
+        return batch_rows(self, base)
 
     def _fused_step(self) -> FusedStep:
         """Return the step kernel for the pack's current tensors (built on change)."""
