@@ -453,8 +453,6 @@ def test_checks_before_training(digits):
             {},
             enable_pruning=True,
         ).fit(X, y)
-    with pytest.raises(ValueError, match="backend='local'"):
-        OptunaSearchCV(_mlp(), SPACE, enable_pruning=True, backend="ray").fit(X, y)
     minimize = optuna.create_study(direction="minimize")
     with pytest.raises(ValueError, match="maximize"):
         OptunaSearchCV(_mlp(), SPACE, study=minimize).fit(X, y)

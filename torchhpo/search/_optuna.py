@@ -477,11 +477,6 @@ class OptunaSearchCV(SearchOptions, BaseEstimator):
                 "the study its own storage (e.g. storage='sqlite:///search.db', "
                 "load_if_exists=True) to continue it instead."
             )
-        if self.enable_pruning and self.backend == "ray":
-            raise ValueError(
-                "enable_pruning=True needs backend='local': the Ray backend cannot "
-                "stop models per epoch."
-            )
         self._check_torchhpo_options()
 
     def _batch_size(self, n_splits: int) -> int:

@@ -11,6 +11,11 @@ An existing cluster is used when the driver connected first
 cluster named by ``RAY_ADDRESS`` or starts a local one. Ray retries a task whose
 worker or node dies (``max_retries``): that pack's models are trained again on
 another node, and its results are delivered once, when the retry succeeds.
+
+A pruning policy (:class:`~torchhpo.engine.policy.EpochPolicy`) stays in the
+driver, where the study is: each task asks it after every epoch through a Ray queue
+(:class:`_PolicyBridge`), and the driver answers while it waits for the tasks, so
+pruned models stop on the cluster as they do on local threads.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 
 from ..data import DeviceData
 from ..jobs import Cancelled, Job, JobContext, PackHook, epoch_budget, run_job
+from ..policy import EpochPolicy
 from ..spec import ModelResult, ModelTask
 from ._base import Backend
 
@@ -76,6 +82,62 @@ def _worker_data(arrays: dict, spec: _DataSpec) -> DeviceData:
     return data
 
 
+class _AskDriver(EpochPolicy):
+    """The driver's policy as a Ray task sees it: asked through two queues.
+
+    Parameters
+    ----------
+    requests : ray.util.queue.Queue
+        Shared by every task of the call: ``(job, models, epochs, scores)``.
+    replies : ray.util.queue.Queue
+        This task's answers, in order.
+    job : int
+        This task's job number in the call.
+    needs_scores : bool
+        The driver policy's :attr:`~EpochPolicy.needs_scores`.
+    """
+
+    def __init__(self, requests, replies, job: int, needs_scores: bool) -> None:
+        self.requests, self.replies, self.job = requests, replies, job
+        self.needs_scores = needs_scores
+
+    def end_epoch(self, models, epochs, scores):
+        self.requests.put(
+            (
+                self.job,
+                np.asarray(models),
+                np.asarray(epochs),
+                None if scores is None else np.asarray(scores),
+            )
+        )
+        return np.asarray(self.replies.get(), dtype=bool)
+
+
+class _PolicyBridge:
+    """The driver's side: one request queue, a reply queue per job, answers."""
+
+    def __init__(self, policy: EpochPolicy, jobs: Sequence[Job]) -> None:
+        from ray.util.queue import Queue
+
+        self.policy = policy
+        self.members = [np.asarray(job.members, dtype=np.int64) for job in jobs]
+        self.requests = Queue()
+        self.replies = [Queue() for _ in jobs]
+
+    def asker(self, job: int) -> _AskDriver:
+        """The policy a job's task is given."""
+        return _AskDriver(
+            self.requests, self.replies[job], job, self.policy.needs_scores
+        )
+
+    def answer(self) -> None:
+        """Answer every question waiting now (models as the call's task indices)."""
+        while not self.requests.empty():
+            job, models, epochs, scores = self.requests.get()
+            stop = self.policy.end_epoch(self.members[job][models], epochs, scores)
+            self.replies[job].put(np.asarray(stop, dtype=bool))
+
+
 def train_job(
     arrays: dict,
     spec: _DataSpec,
@@ -84,6 +146,7 @@ def train_job(
     keep_optimizer_state: bool,
     verbose: bool,
     pack_hook: PackHook | None,
+    policy: EpochPolicy | None = None,
 ) -> list[tuple[int, ModelResult]]:
     """Train one job inside a Ray task; return ``(index in tasks, result)`` pairs."""
     data = _worker_data(arrays, spec)
@@ -106,6 +169,7 @@ def train_job(
         keep_optimizer_state=keep_optimizer_state,
         verbose=verbose,
         pack_hook=pack_hook,
+        policy=policy,
     )
     run_job(data, tasks, Job(tuple(range(len(tasks))), lbfgs), context)
     return results
@@ -180,11 +244,9 @@ class RayBackend(Backend):
     ) -> None:
         ray = self._connect()
 
+        bridge = None
         if context.policy is not None:
-            raise ValueError(
-                "backend='ray' cannot stop models per epoch (pruning); use "
-                "backend='local'."
-            )
+            bridge = _PolicyBridge(context.policy, jobs)
 
         def host(t: torch.Tensor | None) -> np.ndarray | None:
             return None if t is None else t.detach().cpu().numpy()
@@ -212,12 +274,17 @@ class RayBackend(Backend):
                 context.keep_optimizer_state,
                 context.verbose,
                 context.pack_hook,
+                None if bridge is None else bridge.asker(number),
             ): job
-            for job in jobs
+            for number, job in enumerate(jobs)
         }
+        # With a policy, tasks wait for its answers after every epoch.
+        timeout = 0.5 if bridge is None else 0.005
         try:
             while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                if bridge is not None:
+                    bridge.answer()
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
                 if context.cancelled():
                     raise Cancelled
                 for ref in ready:
