@@ -194,3 +194,36 @@ def test_block_packs_are_planned_one_class_per_queue():
     for job in jobs:
         assert len({slot_key(tasks[i].hyper) for i in job.members}) == 1
     assert sorted(i for job in jobs for i in job.members) == list(range(len(tasks)))
+
+
+def test_a_pack_with_a_policy_takes_models_in_place_too(aten):
+    """The host loop on the device's path: models that wait enter freed slots of
+    their class without a new layout, and end as when all start together."""
+    from torchhpo.engine.policy import EpochPolicy
+
+    class StopSome(EpochPolicy):
+        needs_scores = True
+
+        def end_epoch(self, models, epochs, scores):
+            assert np.isfinite(scores).all()
+            return (models % 3 == 1) & (epochs >= 4)
+
+    data = _data("regression", torch.float64)
+    tasks = _one_class(
+        _tasks(len(data.X), 32),
+        solver="adam",
+        activation="relu",
+        learning_rate="constant",
+    )
+    tasks = [dataclasses.replace(t, score_index=t.train_index[:40]) for t in tasks]
+    aten.setenv(ENV_VAR, "10")
+    together = dict(Pack(data, tasks, True, policy=StopSome()).train())
+    pack = Pack(data, tasks, True, policy=StopSome(), n_slots=3)
+    got = dict(pack.train())
+    assert pack.block_epochs == 0 and pack.in_place
+    # No new layout as models came and went; at most one compaction at the end,
+    # once nothing waited and fewer than half the slots were live.
+    assert pack.layouts == 1 + (pack.size < 3)
+    for i, ref in together.items():
+        assert got[i].pruned == ref.pruned == (i % 3 == 1)
+        _assert_identical(got[i], ref, f"task {i}")

@@ -96,6 +96,12 @@ class ConvergenceTracker:
             if isinstance(value, np.ndarray):
                 setattr(self, name, value[keep])
 
+    def write_(self, slots: np.ndarray, other: ConvergenceTracker) -> None:
+        """Put ``other``'s models (in order) at positions ``slots``, in place."""
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray):
+                value[slots] = getattr(other, name)
+
     def extend(self, other: ConvergenceTracker) -> None:
         """Append the models of ``other`` (models admitted into a pack)."""
         for name, value in vars(self).items():

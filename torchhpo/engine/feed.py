@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from .spec import ModelTask
+from .spec import Hyperparams, ModelTask
 
 
 class TaskFeed(ABC):
@@ -30,6 +30,12 @@ class TaskFeed(ABC):
     #: its workers' slots.
     startup_units: int | None = None
 
+    #: What the models of one pack share, as the packs that ask see it: the
+    #: engine sets it (``Hyperparams.shape_key``, or
+    #: :func:`~torchhpo.engine.slot_init.slot_key` where packs write models into
+    #: slots in place); :meth:`more` hands out models of the asking pack's key.
+    pack_key = staticmethod(Hyperparams.shape_key)
+
     @abstractmethod
     def more(self, shape_key: tuple | None, free: int) -> list[ModelTask]:
         """Return models to start now: whole units, at most ``free`` models.
@@ -37,7 +43,7 @@ class TaskFeed(ABC):
         Parameters
         ----------
         shape_key : tuple or None
-            The asking pack's ``Hyperparams.shape_key()``: every model returned
+            The asking pack's :attr:`pack_key`: every model returned
             must have it. None: a worker without a pack asks, any one shape.
         free : int
             Free slots (models of one ``ModelTask.group`` must all fit).

@@ -271,7 +271,7 @@ def run_job(
                 policy = _Translated(context.policy, group)
             feed = None
             if context.arrivals is not None:
-                shape_key = tasks[group[0]].hyper.shape_key()
+                shape_key = context.arrivals.feed.pack_key(tasks[group[0]].hyper)
 
                 def feed(free: int, group=group, shape_key=shape_key):
                     arrived = context.arrivals.more(shape_key, free)

@@ -142,13 +142,15 @@ class Pack:
             h.solver == "sgd" and h.learning_rate != "constant" for h in hypers
         )
         self.uses_monitor = policy is not None and policy.needs_scores
-        #: Epochs per host look (:mod:`~torchhpo.engine.blocks`); 0: every epoch.
-        #: A policy decides every epoch on the host, and a fed pack's models
-        #: are not known when its layout is fixed: both take the host loop.
+        #: The device's path (:mod:`~torchhpo.engine.blocks`): the ATen step over
+        #: a layout that models enter in place (no new step, no new capture).
+        self.in_place = block_epochs(data.device) > 0
+        #: Epochs per host look; 0: every epoch. A policy decides every epoch on
+        #: the host, and a fed pack's models arrive one look at a time: both
+        #: take the host loop (in place too, where the device's path runs).
         self.block_epochs = (
             0 if policy is not None or feed is not None else block_epochs(data.device)
         )
-        self.job_steps = max(steps_per_epoch(t) for t in self.tasks)
         self.widths = {
             "train": max(len(t.train_index) for t in self.tasks),
             "val": score_width(row_count(t.val_index) for t in self.tasks),
@@ -158,6 +160,13 @@ class Pack:
                 for t in self.tasks
             ),
         }
+        self.job_steps = max(steps_per_epoch(t) for t in self.tasks)
+        if feed is not None:
+            # A fed model fits the widths: its epoch is no longer than the
+            # widest training set's (steps grow with the rows, batch or not).
+            widest = self.widths["train"]
+            batch = effective_batch_size(hypers[0].batch_size, widest)
+            self.job_steps = max(self.job_steps, -(-widest // batch))
         if any(
             h.batch_size != "auto" and h.batch_size > len(t.train_index)
             for h, t in zip(hypers, self.tasks, strict=True)
@@ -282,8 +291,8 @@ class Pack:
 
         Each slot holds a model of the same class (:func:`slot_key`), so the runs,
         the step and every tensor it reads stay as they are: only their rows
-        change (on CUDA, a captured graph replays on). Block packs only: their
-        schedule is the job's (:meth:`_schedule`).
+        change (on CUDA, a captured graph replays on). In-place packs only
+        (:attr:`in_place`): their schedule is the job's (:meth:`_schedule`).
         """
         values = self._slot_values(positions)
         index = torch.from_numpy(np.asarray(slots, dtype=np.int64)).to(self.data.device)
@@ -304,6 +313,7 @@ class Pack:
                 LayerBlocks.from_layers(values["best_weights"], values["best_biases"]),
             )
         self.opt.write_(index, values["opt"])
+        self.tracker.write_(slots, values["tracker"])
         self.alpha.index_copy_(0, index, values["alpha"])
         for name in ("val", "monitor"):
             if getattr(self, name) is not None:
@@ -402,7 +412,7 @@ class Pack:
                 self.width,
                 inactive,
                 self._masked_steps(),
-                aten=self.block_epochs > 0,
+                aten=self.in_place,
             )
             runner = epoch_runner(kernel, data.device)
             cached = self._fused = (refs, kernel, runner)
@@ -415,7 +425,7 @@ class Pack:
 
     def _masked_steps(self) -> set[int] | None:
         """Steps with padding rows (every step where sample weights may be 0)."""
-        if self.data.sample_weight is not None or self.block_epochs:
+        if self.data.sample_weight is not None or self.in_place:
             return None
         padded = (self.valid == 0).flatten(1).any(dim=1)
         return {int(s) for s in torch.nonzero(padded).flatten().tolist()}
@@ -615,14 +625,21 @@ class Pack:
                 self._arrive(task)
         if self.queue:
             admitted = self.queue.take(self.capacity - n_live)
-            if admitted:
+            if not admitted:
+                return
+            slots = None
+            if self.in_place:  # into freed slots of their class: the layout stays
+                slots = self._matching_slots(np.flatnonzero(~self.live), admitted)
+            if slots is None:
                 self._admit(admitted)
+            else:
+                self._write_slots(slots, admitted)
             return
         if n_live == 0:
             return
-        if n_live < len(self.live) and n_live < _compact_below(self.data.device) * len(
-            self.live
-        ):
+        # The device's path compacts as CUDA does, wherever it runs.
+        device = torch.device("cuda") if self.in_place else self.data.device
+        if n_live < len(self.live) and n_live < _compact_below(device) * len(self.live):
             self._compact(np.flatnonzero(self.live))
 
     def _arrive(self, task: ModelTask) -> None:

@@ -18,7 +18,7 @@ def lay_out(pack) -> None:
     """Set ``pack``'s batch schedule: positions, padding, counts, skipped steps."""
     device, dtype = pack.data.device, pack.data.dtype
     steps = torch.div(pack.n_train + pack.batch - 1, pack.batch, rounding_mode="floor")
-    if pack.block_epochs:
+    if pack.in_place:
         # The job's longest epoch, and every step may skip a model: a
         # model written into a slot later never changes the step's layout.
         pack.n_steps = pack.job_steps
@@ -39,7 +39,7 @@ def lay_out(pack) -> None:
     pack.valid_denom = torch.where(
         pack.count > 0, pack.count, torch.ones_like(pack.count)
     )
-    if pack.block_epochs:
+    if pack.in_place:
         # The ATen step reads which models skip a step from the counts on
         # the device; no host read of the schedule.
         pack.uneven_steps = set(range(pack.n_steps))

@@ -285,9 +285,9 @@ def train_models(
     if max_pack_size is None and data.device.type == "cpu":
         max_pack_size = CPU_PACK_SIZE
     n_slots = backend.n_slots(data, devices, n_workers)
-    # Packs that run blocks of epochs write models into slots in place: their
-    # queues hold one class of model (see :mod:`~torchhpo.engine.blocks`).
-    in_place = policy is None and block_epochs(data.device) > 0
+    # Packs on the device path write models into freed slots in place (see
+    # :mod:`~torchhpo.engine.blocks`): their queues hold one class of model.
+    in_place = block_epochs(data.device) > 0
     jobs = plan_jobs(
         tasks,
         data,
@@ -318,6 +318,7 @@ def train_models(
                 capacity = min(capacity, share * unit)
             return Job(tuple(indices), slots=capacity)
 
+        feed.pack_key = slot_key if in_place else Hyperparams.shape_key
         arrivals = Arrivals(
             feed, tasks, lambda n: results.extend([None] * n), lock, plan
         )

@@ -146,7 +146,7 @@ class TrialStream(TaskFeed):
         c = self._ask()
         if c is None:
             return []
-        key = self.models[c][0].mlp._hyperparams().shape_key()
+        key = self.pack_key(self.models[c][0].mlp._hyperparams())
         if (shape_key is None or key == shape_key) and len(self.models[c]) <= free:
             return self._hand_over(c)
         self.pending[key].append(c)
