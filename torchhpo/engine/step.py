@@ -330,7 +330,10 @@ class AtenStep:
         blocks = _block_views(params, shapes)
         self.grads = empty(M, P)
         grads = _block_views(self.grads, shapes)
-        self._scratch = empty(M, P)
+        # One scratch of P per model: where there is a next state, its parameter
+        # part, as each update reads the scratch last where it writes the next
+        # parameters (Adam: its denominator; SGD: unused) and elementwise.
+        self._scratch = self._next[:, :P] if lay.inactive else empty(M, P)
         # Parameters with zeros on the intercept rows, read before the update uses
         # the scratch space. The 0/1 mask is boolean (a byte per parameter, not a
         # float): the product promotes it to exactly 1.0 or 0.0.
