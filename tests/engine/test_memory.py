@@ -58,23 +58,26 @@ def _peak_bytes(train) -> int:
 
 
 @pytest.mark.parametrize(
-    "solver, dtype, hidden, models, early_stopping",
+    "solver, dtype, hidden, models, early_stopping, ragged",
     [
-        ("adam", torch.float64, (3000,), 2, False),
-        ("sgd", torch.float32, (3000,), 1, False),
-        ("adam", torch.float32, (1500, 300), 3, False),
-        ("sgd", torch.float64, (2000,), 2, True),
+        ("adam", torch.float64, (3000,), 2, False, False),
+        ("sgd", torch.float32, (3000,), 1, False, False),
+        ("adam", torch.float32, (1500, 300), 3, False, False),
+        ("sgd", torch.float64, (2000,), 2, True, False),
+        # Models with fewer steps per epoch than their pack-mates.
+        ("adam", torch.float32, (3000,), 3, False, True),
     ],
 )
 def test_the_estimate_matches_the_allocated_peak(
-    path, solver, dtype, hidden, models, early_stopping
+    path, solver, dtype, hidden, models, early_stopping, ragged
 ):
     data = _data(dtype)
     hyper = Hyperparams(
         hidden_layer_sizes=hidden, solver=solver, max_iter=2, batch_size=200,
         tol=0.0, early_stopping=early_stopping,
     )  # fmt: skip
-    tasks = [ModelTask(hyper, np.arange(ROWS), seed=s) for s in range(models)]
+    rows = [ROWS - 200 * (ragged and s % 2) for s in range(models)]
+    tasks = [ModelTask(hyper, np.arange(n), seed=s) for s, n in enumerate(rows)]
 
     def train():
         train_models(data, tasks, max_pack_size=models, n_workers=1)

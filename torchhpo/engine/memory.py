@@ -38,9 +38,10 @@ _INDEX_BYTES = 8
 #: masked coefficients, then Adam's denominator).
 _ATEN_STEP_COPIES = 5
 
-#: What the ATen step adds on epochs where some models skip steps: the next state
-#: (weights and both moments) that a skipping model does not take.
-_ATEN_SKIP_COPIES = 3
+#: What the ATen step adds where some models skip steps: the next state (weights
+#: and both moments) that a skipping model does not take; its weights part is the
+#: scratch.
+_ATEN_SKIP_COPIES = 2
 
 
 def model_bytes(
@@ -52,7 +53,7 @@ def model_bytes(
     early_stopping: bool,
     *,
     native_step: bool = False,
-    ragged: bool = True,
+    ragged: float = 1.0,
 ) -> int:
     """Estimate the memory one model adds to a pack, in bytes.
 
@@ -60,9 +61,10 @@ def model_bytes(
     estimate assumes Adam), best weights with ``early_stopping``, the copy of a
     finished model's weights (and best weights) handed back, and the step's
     own copies: gradients (and the later layers' coefficient gradients as their
-    ``bmm`` writes them) for the C kernels; for ATen (the path CUDA runs) a
-    model-major copy of weights and moments, gradients and a scratch, plus a next
-    state where models skip steps (``ragged``). Per batch row: each hidden unit's
+    ``bmm`` writes them) for the C kernels, with a copy of the state of the
+    models that skip a step (``ragged``) during it; for ATen (the path CUDA
+    runs) a model-major copy of weights and moments, gradients and a scratch,
+    plus a next state where any model may skip steps. Per batch row: each hidden unit's
     activation (with a ones column) and delta; inputs, targets and the output's
     four ``(K, B)`` buffers. Per training row: index tables.
 
@@ -80,9 +82,10 @@ def model_bytes(
         Whether best weights and validation activations are kept.
     native_step : bool
         The step runs on the C kernels (CPU) rather than ATen.
-    ragged : bool
-        Some models may take fewer steps per epoch than others (ATen's next
-        state); the default is the larger estimate.
+    ragged : float
+        The fraction of the pack's models that take fewer steps per epoch than
+        the others (1 on CUDA, where a slot pack may mask any step); the default
+        is the larger estimate.
 
     Returns
     -------
@@ -96,8 +99,10 @@ def model_bytes(
     pack = (3 + early_stopping) * n_params + (1 + early_stopping) * n_params
     if native_step:
         step = n_params + sum(fan_in * fan_out for fan_in, fan_out in sizes[1:])
+        # The state of the models that skip a step, kept aside during it.
+        step += round(3 * ragged * n_params)
     else:
-        step = (_ATEN_STEP_COPIES + _ATEN_SKIP_COPIES * ragged) * n_params
+        step = (_ATEN_STEP_COPIES + _ATEN_SKIP_COPIES * (ragged > 0)) * n_params
     hidden = layer_units[1:-1]
     n_in, n_out = layer_units[0], layer_units[-1]
     row = 2 * sum(hidden) + len(hidden) + n_in + 1 + 5 * n_out
@@ -122,7 +127,8 @@ def task_bytes(data: DeviceData, tasks: Sequence[ModelTask]) -> int:
     batches = [
         effective_batch_size(t.hyper.batch_size, len(t.train_index)) for t in tasks
     ]
-    steps = {-(-len(t.train_index) // b) for t, b in zip(tasks, batches, strict=True)}
+    steps = [-(-len(t.train_index) // b) for t, b in zip(tasks, batches, strict=True)]
+    fewer = sum(n < max(steps) for n in steps) / len(steps)
     return model_bytes(
         units,
         max(batches),
@@ -131,7 +137,7 @@ def task_bytes(data: DeviceData, tasks: Sequence[ModelTask]) -> int:
         data.dtype,
         any(t.hyper.early_stopping for t in tasks),
         native_step=native.kernels(data.dtype, data.device) is not None,
-        ragged=len(steps) > 1,
+        ragged=1.0 if data.device.type == "cuda" else fewer,
     )
 
 
