@@ -64,9 +64,9 @@ def model_bytes(
     ``bmm`` writes them) for the C kernels, with a copy of the state of the
     models that skip a step (``ragged``) during it; for ATen (the path CUDA
     runs) a model-major copy of weights and moments, gradients and a scratch,
-    plus a next state where any model may skip steps. Per batch row: each hidden unit's
-    activation (with a ones column) and delta; inputs, targets and the output's
-    four ``(K, B)`` buffers. Per training row: index tables.
+    plus a next state where any model may skip steps. Per batch row: each
+    hidden unit's activation (with a ones column) and delta; inputs, targets and
+    the output's four ``(K, B)`` buffers. Per training row: index tables.
 
     Parameters
     ----------
