@@ -5,6 +5,7 @@ Each test compares against a reference run of the same tasks in the same test.
 
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -129,14 +130,33 @@ def test_oom_mid_pack_keeps_finished_models_and_retries_the_rest(problem):
     assert fired[0] < first
 
 
-def test_a_single_model_out_of_memory_raises(problem):
+def test_a_model_out_of_memory_alone_fails_on_its_own(problem):
     data, tasks, _ = problem
+    epochs = []
 
     def fail(n_models, epoch):
         raise out_of_memory()
 
-    with pytest.raises(torch.OutOfMemoryError):
-        train_models(data, tasks[:3], n_workers=1, pack_hook=Recorder(fail))
+    results = train_models(
+        data, tasks[:3], n_workers=1, pack_hook=Recorder(fail), on_epochs=epochs.append
+    )
+    # Split down to single models, each then failed; nothing raised, none lost.
+    assert all(r.out_of_memory and "(injected)" in r.failure for r in results)
+    assert sum(epochs) == sum(t.hyper.max_iter for t in tasks[:3])
+
+
+def test_an_unallocatable_model_fails_and_the_others_train(problem):
+    data, tasks, reference = problem
+    huge = ModelTask(
+        replace(tasks[0].hyper, hidden_layer_sizes=(10**12,)), tasks[0].train_index
+    )
+    for lbfgs in (False, True):
+        if lbfgs:
+            huge = replace(huge, hyper=replace(huge.hyper, solver="lbfgs"))
+        results = train_models(data, [huge, *tasks[:2]], n_workers=1)
+        assert results[0].out_of_memory and results[0].n_iter == 0
+        assert "[64, 1000000000000, 4]" in results[0].failure
+        assert_same(results[1:], reference[:2])
 
 
 def test_other_errors_are_not_retried(problem):

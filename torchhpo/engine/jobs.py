@@ -12,7 +12,9 @@ An out-of-memory error (CUDA's, or the CPU allocator's) splits the pack: the mod
 that had already finished keep their results, the others are retried as two packs
 of half the size, and so on down to single models. A model's result does not depend
 on its pack-mates, so no model is lost, none is trained twice, and results are the
-same as without the error.
+same as without the error. A single model that still cannot be allocated has
+nothing left to split: it is delivered as failed (:func:`unallocatable`), as
+scikit-learn's fit of it fails with ``MemoryError``, and the other models train.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .data import DeviceData
 from .lbfgs import fit_lbfgs
 from .pack import Pack
 from .policy import EpochPolicy
-from .spec import ModelResult, ModelTask
+from .spec import ModelResult, ModelState, ModelTask
 
 logger = logging.getLogger("torchhpo.engine")
 
@@ -201,10 +203,38 @@ def epoch_budget(task: ModelTask) -> int:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` says an allocation failed (CUDA or the CPU allocator)."""
-    if isinstance(error, torch.OutOfMemoryError):
+    """Whether ``error`` says an allocation failed (CUDA or the CPU allocator).
+
+    The CPU allocator's words are "can't allocate memory" (POSIX) and "not enough
+    memory" (Windows).
+    """
+    if isinstance(error, torch.OutOfMemoryError | MemoryError):
         return True
-    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+    if not isinstance(error, RuntimeError):
+        return False
+    message = str(error)
+    return "can't allocate memory" in message or "not enough memory" in message
+
+
+def unallocatable(data: DeviceData, task: ModelTask, error: BaseException):
+    """Return the failed result of a model whose tensors cannot be allocated.
+
+    It holds no weights; ``failure`` names the layer sizes, the dtype, the device
+    and the allocator's words, and ``out_of_memory`` marks it for a
+    ``MemoryError``.
+    """
+    layers = [data.X.shape[1], *task.hyper.hidden_layer_sizes, data.Y.shape[1]]
+    dtype = str(data.dtype).removeprefix("torch.")
+    return ModelResult(
+        state=ModelState(coefs=[], intercepts=[]),
+        n_iter=0,
+        loss=float("nan"),
+        failure=(
+            f"Unable to allocate the model of layer sizes {layers} in {dtype} on "
+            f"{data.device}: {error}"
+        ),
+        out_of_memory=True,
+    )
 
 
 def _release(device: torch.device) -> None:
@@ -226,10 +256,11 @@ def run_job(
     job : Job
     context : JobContext
 
+    A model that does not fit on the device even alone is delivered as failed
+    (:func:`unallocatable`); the others train.
+
     Raises
     ------
-    torch.OutOfMemoryError
-        If a single model does not fit on the device.
     Cancelled
         If training was cancelled.
     """
@@ -237,7 +268,14 @@ def run_job(
     if job.lbfgs:
         (index,) = job.members
         context.checkpoint(device, 1, None)
-        context.deliver(index, fit_lbfgs(data, tasks[index], verbose=context.verbose))
+        try:
+            result = fit_lbfgs(data, tasks[index], verbose=context.verbose)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            _release(device)
+            result = unallocatable(data, tasks[index], error)
+        context.deliver(index, result)
         context.epochs(epoch_budget(tasks[index]))
         context.report(1)
         return
@@ -290,13 +328,21 @@ def run_job(
             context.record_pack(pack)
             continue
         except Exception as error:
-            if not is_out_of_memory(error) or len(group) == 1:
+            if not is_out_of_memory(error):
                 raise
+            failure = error
         # Out of memory. The failed pack's tensors went with the exception.
         pack = None
         _release(device)
         rest = [index for local, index in enumerate(group) if local not in done]
         context.epochs(reported[1] - reported[0])  # they start again
+        if len(group) == 1:  # alone, and still too big: nothing left to split
+            for index in rest:
+                logger.info("Out of memory for model %d alone on %s.", index, device)
+                context.deliver(index, unallocatable(data, tasks[index], failure))
+                context.epochs(epoch_budget(tasks[index]))
+                context.report(1)
+            continue
         half = (len(rest) + 1) // 2
         logger.info(
             "Out of memory training %d models on %s (%d had finished); "

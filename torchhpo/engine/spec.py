@@ -199,6 +199,10 @@ class ModelResult:
         (its result is final for any larger ``max_iter``).
     pruned : bool
         The model was stopped by an :class:`~torchhpo.engine.policy.EpochPolicy`.
+    out_of_memory : bool
+        The model's tensors could not be allocated, even in a pack of its own:
+        ``failure`` says why, and the estimator raises ``MemoryError`` (where
+        NumPy, and so scikit-learn, does) instead of ``ValueError``.
     """
 
     state: ModelState
@@ -210,3 +214,4 @@ class ModelResult:
     convergence_message: str | None = None
     resume: ModelState | None = None
     pruned: bool = False
+    out_of_memory: bool = False

@@ -310,13 +310,17 @@ class AtenStep:
         blocks = _block_views(params, shapes)
         self.grads = empty(M, P)
         grads = _block_views(self.grads, shapes)
-        self._scratch = empty(M, P)
+        # One scratch of P per model: where there is a next state, its parameter
+        # part, as each update reads the scratch last where it writes the next
+        # parameters (Adam: its denominator; SGD: unused) and elementwise.
+        self._scratch = self._next[:, :P] if lay.inactive else empty(M, P)
         # Parameters with zeros on the intercept rows, read before the update uses
-        # the scratch space.
+        # the scratch space. The 0/1 mask is boolean (a byte per parameter, not a
+        # float): the product promotes it to exactly 1.0 or 0.0.
         self._coefs = self._scratch
-        mask = torch.ones(P, dtype=dtype, device=device)
+        mask = torch.ones(P, dtype=torch.bool, device=device)
         for block in _block_views(mask.view(1, P), shapes):
-            block[:, -1] = 0
+            block[:, -1] = False
         self._coef_mask = mask.view(1, P)
 
         # Workspace: the batch's inputs and targets (one gather), activations
@@ -627,7 +631,6 @@ class StepWorkspace:
         # bmm into a strided view (a block without its intercept row) takes
         # ATen's per-matrix path, several times slower.
         self.coef_grads = [empty(M, fi, fo) for fi, fo in sizes[1:]]
-        self.update = [empty(M, fi + 1, fo) for fi, fo in sizes]
         self.squares = [empty(M, 1, 1) for _ in sizes]
 
 

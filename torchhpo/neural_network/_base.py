@@ -96,14 +96,6 @@ def _dtype_name(dtype: torch.dtype) -> str:
 _DTYPE_HYPERPARAMS = ("alpha", "learning_rate_init")
 
 
-def _is_allocation_failure(error: RuntimeError) -> bool:
-    """Whether torch raised ``error`` because memory could not be allocated."""
-    if isinstance(error, torch.OutOfMemoryError):
-        return True
-    message = str(error)
-    return "can't allocate memory" in message or "not enough memory" in message
-
-
 class BaseMLP(BaseEstimator, ABC):
     """Base class for torchhpo's multi-layer perceptrons.
 
@@ -317,19 +309,14 @@ class BaseMLP(BaseEstimator, ABC):
         ------
         MemoryError
             If the weights or buffers cannot be allocated, where NumPy (and so
-            scikit-learn) raises ``MemoryError`` and torch a ``RuntimeError``.
+            scikit-learn) raises ``MemoryError``; the engine reports the model as
+            failed instead of raising torch's ``RuntimeError``.
         """
-        try:
-            (result,) = train_models(data, [task], keep_optimizer_state=True)
-        except RuntimeError as error:
-            if not _is_allocation_failure(error):
-                raise
-            layers = [data.X.shape[1], *task.hyper.hidden_layer_sizes, data.Y.shape[1]]
+        (result,) = train_models(data, [task], keep_optimizer_state=True)
+        if result.out_of_memory:
             raise MemoryError(
-                f"Unable to allocate the model of layer sizes {layers} "
-                f"(hidden_layer_sizes={self.hidden_layer_sizes!r}) in "
-                f"{_dtype_name(data.dtype)} on {data.device}: {error}"
-            ) from error
+                f"{result.failure} (hidden_layer_sizes={self.hidden_layer_sizes!r})"
+            )
         return result
 
     def _initialize(self, n_outputs: int, layer_units: list[int]) -> None:
@@ -398,6 +385,8 @@ class BaseMLP(BaseEstimator, ABC):
             in the dtype of the validated ``X`` (float64 or float32), whatever the
             training precision.
         """
+        if result.out_of_memory:  # before any attribute changes, as NumPy's
+            raise MemoryError(result.failure)
         state = result.state
         self.coefs_ = [np.asarray(c, dtype=dtype) for c in state.coefs]
         self.intercepts_ = [np.asarray(b, dtype=dtype) for b in state.intercepts]
