@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import torch
 
-from torchhpo.engine import Pack, cuda_graphs, instruments
+from torchhpo.engine import DeviceData, Pack, cuda_graphs, instruments
 from torchhpo.engine import pack as pack_module
 from torchhpo.engine.blocks import ENV_VAR, BlockLoop, block_epochs
 from torchhpo.engine.slot_init import slot_key
 from torchhpo.engine.trainer import plan_jobs
 
-from .test_pack_invariance import _tasks
+from .test_pack_invariance import _dataset, _tasks
 from .test_slots import _assert_identical, _data
 
 
@@ -227,3 +227,21 @@ def test_a_pack_with_a_policy_takes_models_in_place_too(aten):
     for i, ref in together.items():
         assert got[i].pruned == ref.pruned == (i % 3 == 1)
         _assert_identical(got[i], ref, f"task {i}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_on_cuda_ten_epochs_per_launch_equal_a_look_every_epoch(monkeypatch, dtype):
+    """The GPU's own check: blocks replayed from one CUDA graph per pack, models
+    entering in place, end as a host look every epoch does on the same device."""
+    X, Y, sample_weight = _dataset("regression")
+    data = DeviceData.from_numpy(
+        X, Y, target_kind="regression", loss="squared_error",
+        sample_weight=sample_weight, device="cuda", dtype=dtype,
+    )  # fmt: skip
+    tasks = _one_class(_tasks(len(X), 32), solver="adam", activation="relu")
+    every, _ = _train(monkeypatch, 1, data, tasks)
+    blocks, pack = _train(monkeypatch, 10, data, tasks, n_slots=5)
+    assert pack.layouts == 1
+    for i, ref in every.items():
+        _assert_identical(blocks[i], ref, f"task {i}")

@@ -36,6 +36,13 @@ class TaskFeed(ABC):
     #: slots in place); :meth:`more` hands out models of the asking pack's key.
     pack_key = staticmethod(Hyperparams.shape_key)
 
+    def starting(self) -> bool:
+        """Whether the feed is still in its start (see :attr:`startup_units`).
+
+        Packs sized for the start grow to their full capacity once it is over.
+        """
+        return False
+
     @abstractmethod
     def more(self, shape_key: tuple | None, free: int) -> list[ModelTask]:
         """Return models to start now: whole units, at most ``free`` models.

@@ -59,11 +59,15 @@ class Job:
     slots : int, optional
         The pack's capacity: the first ``slots`` members start, the others wait
         for the slots of models that finish (default: all start).
+    grow_to : int, optional
+        A fed pack's capacity once its feed's start is over (see
+        :meth:`~torchhpo.engine.feed.TaskFeed.starting`).
     """
 
     members: tuple[int, ...]
     lbfgs: bool = False
     slots: int | None = None
+    grow_to: int | None = None
 
     def __len__(self) -> int:
         return len(self.members)
@@ -118,6 +122,11 @@ class Arrivals:
             self.tasks.extend(new)
             self.grow(len(new))
         return list(range(start, start + len(new)))
+
+    def starting(self) -> bool:
+        """Whether the feed is still in its start."""
+        with self.lock:
+            return self.feed.starting()
 
     def next_job(self) -> Job | None:
         """A job for an idle worker, or None once the feed is exhausted."""
@@ -316,6 +325,8 @@ def run_job(
                     group.extend(arrived)
                     return [tasks[i] for i in arrived]
 
+                feed.starting = context.arrivals.starting
+
             pack = Pack(
                 data,
                 [tasks[i] for i in group],
@@ -323,6 +334,7 @@ def run_job(
                 policy=policy,
                 n_slots=job.slots,
                 feed=feed,
+                grow_to=job.grow_to,
             )
             pack.train(context.report, on_result=on_result, on_epoch=on_epoch)
             context.record_pack(pack)

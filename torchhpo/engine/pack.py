@@ -90,7 +90,12 @@ class Pack:
     feed : callable, optional
         ``feed(free)`` returns models that arrived (whole units, at most ``free``
         models of the pack's shape), asked whenever slots are free and nothing
-        waits; they are numbered after the pack's tasks, in order.
+        waits; they are numbered after the pack's tasks, in order. Its
+        ``starting`` attribute, where set, says whether the feed is still in its
+        start (:meth:`~torchhpo.engine.feed.TaskFeed.starting`).
+    grow_to : int, optional
+        A fed pack's capacity once its feed's start is over (``n_slots`` until
+        then).
 
     Notes
     -----
@@ -121,9 +126,11 @@ class Pack:
         policy: EpochPolicy | None = None,
         n_slots: int | None = None,
         feed: Callable[[int], list[ModelTask]] | None = None,
+        grow_to: int | None = None,
     ) -> None:
         self.data = data
         self.feed = feed
+        self.grow_to = grow_to
         self.keep_optimizer_state = keep_optimizer_state
         self.policy = policy
         self.tasks = list(tasks)
@@ -619,6 +626,12 @@ class Pack:
 
     def _refill(self) -> None:
         """At an epoch boundary: admit waiting models, or compact when none waits."""
+        if (
+            self.grow_to is not None
+            and self.capacity < self.grow_to
+            and not getattr(self.feed, "starting", lambda: False)()
+        ):
+            self.capacity = self.grow_to  # the feed's start is over
         n_live = int(self.live.sum())
         if not self.queue and self.feed is not None and n_live < self.capacity:
             for task in self.feed(self.capacity - n_live):

@@ -311,11 +311,14 @@ def train_models(
             # Whole units: a capacity of a multiple of the unit's size.
             unit = len(indices)
             capacity = max(round(capacity / unit), 1) * unit
-            if feed.startup_units:
+            if feed.startup_units and feed.starting():
                 # Slots for what the feed will hand out at first, spread over
-                # the workers, rather than slots no model takes for a while.
+                # the workers, rather than slots no model takes for a while;
+                # the pack grows to its capacity once the start is over.
                 share = -(-feed.startup_units // max(n_slots, 1))
-                capacity = min(capacity, share * unit)
+                return Job(
+                    tuple(indices), slots=min(capacity, share * unit), grow_to=capacity
+                )
             return Job(tuple(indices), slots=capacity)
 
         feed.pack_key = slot_key if in_place else Hyperparams.shape_key

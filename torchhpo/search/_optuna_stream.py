@@ -124,6 +124,13 @@ class TrialStream(TaskFeed):
         running = sum(1 for left in self.left.values() if left > 0)
         return done < n_startup and running >= n_startup - done
 
+    def starting(self) -> bool:
+        """Whether fewer than the pruner's ``n_startup_trials`` have completed."""
+        if self.startup_units is None:
+            return False
+        done = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        return done < self.startup_units
+
     def exhausted(self) -> bool:
         """No trial left to ask and none asked but waiting for slots."""
         return not self._can_ask() and not any(self.pending.values())
