@@ -116,17 +116,42 @@ def _run(lib: str, path: str, args, **extra) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--width", type=int, default=100_000)
-    parser.add_argument("--rows", type=int, default=400)
-    parser.add_argument("--batch", type=int, default=200)
-    parser.add_argument("--max-iter", type=int, default=1)
-    parser.add_argument("--models", type=int, default=4)
-    parser.add_argument("--solvers", nargs="+", default=["adam", "sgd"])
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
-    parser.add_argument("--paths", nargs="+", default=["native", "aten"])
-    parser.add_argument("--child", choices=["sklearn", "torchhpo"])
-    parser.add_argument("--solver", default="adam")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument(
+        "--width", type=int, default=100_000, help="hidden units (default 100000)"
+    )
+    parser.add_argument(
+        "--rows", type=int, default=400, help="training rows (default 400)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=200, help="batch size (default 200)"
+    )
+    parser.add_argument(
+        "--max-iter", type=int, default=1, help="epochs per fit (default 1)"
+    )
+    parser.add_argument(
+        "--models", type=int, default=4, help="models in torchhpo's pack (default 4)"
+    )
+    parser.add_argument(
+        "--solvers", nargs="+", default=["adam", "sgd"], help="solvers to measure"
+    )
+    parser.add_argument(
+        "--dtypes", nargs="+", default=["float32", "float64"], help="dtypes to measure"
+    )
+    parser.add_argument(
+        "--paths",
+        nargs="+",
+        default=["native", "aten"],
+        help="torchhpo step paths: native (C kernels), aten",
+    )
+    parser.add_argument(
+        "--child",
+        choices=["sklearn", "torchhpo"],
+        help="internal: measure one fit in this process",
+    )
+    parser.add_argument("--solver", default="adam", help="internal: the child's solver")
+    parser.add_argument(
+        "--dtype", default="float32", help="internal: the child's dtype"
+    )
     args = parser.parse_args()
     if args.child:
         args.lib = args.child

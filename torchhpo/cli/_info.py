@@ -9,8 +9,8 @@ import numpy
 import sklearn
 import torch
 
-from .. import __version__
 from .._device import resolve_device
+from .._version import __version__
 from ..engine import native
 
 #: What each kernel path is, for a reader of ``torchhpo info``.
