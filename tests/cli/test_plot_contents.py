@@ -3,6 +3,7 @@ readable ticks, halving iterations apart, user wording, Optuna's own plots."""
 
 import pytest
 
+import torchhpo.cli._optuna_plots as optuna_plots
 import torchhpo.cli._plots as plots
 from torchhpo.cli import run
 
@@ -23,7 +24,9 @@ def figures(monkeypatch):
         made.append(figure)
         return figure
 
+    # Every module that draws takes `_figure` by name at import: patch each.
     monkeypatch.setattr(plots, "_figure", recording)
+    monkeypatch.setattr(optuna_plots, "_figure", recording)
     return made
 
 
