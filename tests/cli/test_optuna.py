@@ -89,6 +89,7 @@ def test_optuna_keys_need_kind_optuna(tmp_path):
         load_config(write_config(tmp_path / "grid.yaml", config))
 
 
+@pytest.mark.slow
 def test_study_names_parameters_as_the_config(tmp_path):
     """With preprocessing the study says ``alpha`` (the config), not ``mlp__alpha``."""
     path = _optuna_config(tmp_path)
@@ -107,6 +108,7 @@ def test_study_names_parameters_as_the_config(tmp_path):
     assert {f"param_{name}" for name in names} <= set(header)
 
 
+@pytest.mark.slow
 def test_study_stored_with_pipeline_names_is_continued(tmp_path):
     """A study an earlier torchhpo stored with ``mlp__`` names keeps its names."""
     import optuna

@@ -57,6 +57,7 @@ def _peak_bytes(train) -> int:
     return max(alive) - alive[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "solver, dtype, hidden, models, early_stopping, ragged",
     [

@@ -58,6 +58,7 @@ def test_a_renamed_argument_fails_the_build_naming_it(fresh, monkeypatch):
     assert native.describe().kind == "aten"
 
 
+@pytest.mark.slow
 def test_a_library_of_another_declaration_fails_to_load_naming_the_argument(
     fresh, monkeypatch, tmp_path_factory
 ):
@@ -142,6 +143,7 @@ def test_declared_types_are_checked():
         interface.Arg("x", "float *")
 
 
+@pytest.mark.slow
 def test_the_kernels_compiled_from_the_declaration_run(fresh):
     _compiled_library(fresh)
     kernels = native.kernels(torch.float64, torch.device("cpu"))

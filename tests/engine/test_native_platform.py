@@ -113,6 +113,7 @@ def built(monkeypatch, tmp_path_factory):
     return Path(native.describe().library)
 
 
+@pytest.mark.slow
 def test_without_a_compiler_the_prebuilt_kernels_are_used(built, tmp_path):
     suffix = ".cpython-312-x86_64-linux-gnu.so"
     shutil.copy(built, tmp_path / f"_kernels{suffix}")
@@ -125,6 +126,7 @@ def test_without_a_compiler_the_prebuilt_kernels_are_used(built, tmp_path):
     assert path.library == str(tmp_path / f"_kernels{suffix}")
 
 
+@pytest.mark.slow
 def test_a_broken_prebuilt_library_falls_back_with_one_warning(built, tmp_path):
     (tmp_path / "_kernels.so").write_bytes(b"\x7fELF broken")
     host = Platform.current()
@@ -135,6 +137,7 @@ def test_a_broken_prebuilt_library_falls_back_with_one_warning(built, tmp_path):
     assert "compiled at run time instead" in fallback
 
 
+@pytest.mark.slow
 def test_describe_says_which_path_runs(built, monkeypatch):
     path = native.describe()
     assert path.kind == "compiled"
@@ -143,6 +146,7 @@ def test_describe_says_which_path_runs(built, monkeypatch):
     assert native.describe().kind == "aten"
 
 
+@pytest.mark.slow
 def test_setup_py_builds_the_extension_that_loads_without_a_compiler(tmp_path):
     """What the wheel carries: setup.py's extension, found as the prebuilt path."""
     if shutil.which("cc") is None and shutil.which("gcc") is None:
