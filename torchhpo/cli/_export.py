@@ -200,6 +200,9 @@ def export_onnx(
     out = Path(out)
     if out.exists() and not force:
         raise ExportError(f"{out} exists; pass --force to overwrite it.")
+    # The folder first: a damaged model is named whatever is installed.
+    estimator = load_model(run_dir)
+    info = load_model_info(run_dir)
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
@@ -208,8 +211,6 @@ def export_onnx(
             f"ONNX export needs the packages onnx and onnxscript ({exc.name} is "
             "missing): pip install 'torchhpo[onnx]'."
         ) from exc
-    estimator = load_model(run_dir)
-    info = load_model_info(run_dir)
     try:
         module, encoded, note = graph_module(estimator, dtype)
     except ValueError as error:  # a dtype that is not float32 / float64
