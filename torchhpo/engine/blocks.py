@@ -335,8 +335,7 @@ class BlockLoop:
         live = np.flatnonzero(p.live)
         carried = {int(p.occupant[s]): _carried_state(p, int(s), report) for s in live}
         p._admit(admitted)
-        fresh = BlockLoop.__new__(BlockLoop)
-        fresh.__init__(p)
+        fresh = BlockLoop(p)
         for slot, position in enumerate(p.occupant):
             position = int(position)
             if position in carried:
