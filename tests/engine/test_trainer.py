@@ -71,8 +71,18 @@ def test_jobs_queue_each_shape_through_slots_for_every_worker(digits_tasks):
     budget = 10**12
     jobs = plan_jobs(same_shape, data, max_pack_size=4, budget=budget, n_workers=2)
     assert sorted(i for job in jobs for i in job.members) == stochastic
-    assert len(jobs) == 4  # two queues per worker
-    assert all(job.slots == 4 < len(job) for job in jobs)  # models wait for slots
+    queues = [job for job in jobs if job.slots is not None]
+    assert len(queues) == 4  # two queues per worker
+    assert all(job.slots == 4 < len(job) for job in queues)  # models wait for slots
+    # Then the tail: small packs, every model in a slot from the start, that
+    # whichever worker frees first takes, so the workers end together.
+    tail = jobs[len(queues) :]
+    assert tail and all(job.slots is None and len(job) <= 4 for job in tail)
+    last = min(i for job in tail for i in job.members)
+    assert all(i < last for job in queues for i in job.members)  # the last models
+    # One worker has no one to end with: queues only.
+    alone = plan_jobs(same_shape, data, max_pack_size=4, budget=budget, n_workers=1)
+    assert all(job.slots == 4 < len(job) for job in alone)
     # A single model is no queue to split; the memory budget caps the slots.
     (one,) = plan_jobs(
         same_shape[:1], data, max_pack_size=4, budget=budget, n_workers=4
