@@ -34,7 +34,7 @@ import os
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -43,8 +43,8 @@ from . import instruments, rng
 from .slot_rule import EpochValues, SlotReport, SlotRule
 from .spec import ModelResult, ModelState, OptimizerState
 
-#: A :class:`~torchhpo.engine.pack.Pack` (not imported: the pack runs this loop).
-Pack = Any
+if TYPE_CHECKING:  # the pack imports this module to run its loop
+    from .pack import Pack
 
 #: Environment variable: epochs per block (``0``: the host loop, every epoch).
 ENV_VAR = "TORCHHPO_BLOCK_EPOCHS"

@@ -39,7 +39,7 @@ from .slot_init import (
 )
 from .slot_state import SlotState
 from .spec import ModelResult, ModelState, ModelTask
-from .step import FusedStep
+from .step import FusedStep, StepLayout
 
 
 class Pack(SlotState):
@@ -253,23 +253,13 @@ class Pack(SlotState):
             or any(a is not b for a, b in zip(cached[0], refs, strict=True))
         ):
             data = self.data
-            kernel = FusedStep(
-                data.augmented_X(),
-                data.transposed_Y(),
-                data.loss,
-                data.out_activation,
-                params,
-                first,
-                second,
-                self.opt,
-                self.alpha,
-                self.act_runs,
-                self.opt_runs,
-                self.width,
-                inactive,
+            layout = StepLayout(
+                data.augmented_X(), data.transposed_Y(), data.loss,
+                data.out_activation, params, first, second, self.opt, self.alpha,
+                self.act_runs, self.opt_runs, self.width, inactive,
                 self._masked_steps(),
-                aten=self.in_place,
-            )
+            )  # fmt: skip
+            kernel = FusedStep(layout, aten=self.in_place)
             runner = epoch_runner(kernel, data.device)
             cached = self._fused = (refs, kernel, runner)
         return cached[1]

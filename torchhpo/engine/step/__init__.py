@@ -59,14 +59,10 @@ runner's life (:mod:`~torchhpo.engine.cuda_graphs` says what the pack must do).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
-from .. import functional as F
 from .. import instruments, native
 from ..native.program import NotExpressible
-from ..optimizers import OptimizerHyper
 from .aten import AtenStep
 from .layout import (
     _OUTPUT_KINDS,
@@ -123,58 +119,15 @@ class FusedStep:
 
     Parameters
     ----------
-    X, Y : Tensor
-        Inputs with a column of ones (:meth:`DeviceData.augmented_X`) and targets.
-    loss, out_activation : str
-        The pack's loss and output activation.
-    params, first, second : sequence of Tensor
-        Per-layer blocks ``(M, fan_in + 1, fan_out)`` of the parameters and the
-        optimizer moments (``second`` unused by SGD-only packs).
-    opt : OptimizerHyper
-        Per-model optimizer hyper-parameters and counters.
-    alpha : Tensor of shape (M, 1, 1)
-        L2 penalties.
-    act_runs, opt_runs : sequence of (start, stop, label)
-        Runs of models sharing a hidden activation / an optimizer kind.
-    batch : int
-        Rows per step.
-    inactive : dict of int to Tensor
-        For the steps some models do not take (their epochs have fewer steps): the
-        slots whose parameters and optimizer state the step must leave unchanged.
-        The ATen step reads only the keys (the steps where a model may skip) and
-        takes which models skip from ``count`` on the device: a slot pack lists
-        every step, and a masked slot (zero counts) is then frozen.
-    masked_steps : set of int, optional
-        Steps with zero-weight rows (padding), whose output deltas are masked so
-        that an overflowing output there cannot leak; ``None``: every step.
+    layout : StepLayout
+        The pack's tensors at this layout.
     aten : bool, default=False
         Run the ATen step whatever the device (the path CUDA runs), which takes
         which models skip a step from ``count`` on the device.
     """
 
-    def __init__(
-        self,
-        X: torch.Tensor,
-        Y: torch.Tensor,
-        loss: str,
-        out_activation: str,
-        params: Sequence[torch.Tensor],
-        first: Sequence[torch.Tensor],
-        second: Sequence[torch.Tensor],
-        opt: OptimizerHyper,
-        alpha: torch.Tensor,
-        act_runs: Sequence[F.Run],
-        opt_runs: Sequence[tuple[int, int, str]],
-        batch: int,
-        inactive: dict[int, torch.Tensor],
-        masked_steps: set[int] | None = None,
-        *,
-        aten: bool = False,
-    ) -> None:
-        self.layout = StepLayout(
-            X, Y, loss, out_activation, params, first, second, opt, alpha,
-            act_runs, opt_runs, batch, inactive, masked_steps,
-        )  # fmt: skip
+    def __init__(self, layout: StepLayout, *, aten: bool = False) -> None:
+        self.layout = layout
         # The ATen step reads which models skip a step from `count` on the
         # device (blocks of epochs: a stopped model's counts are zero).
         self.runner = AtenStep(self.layout) if aten else choose_runner(self.layout)
@@ -195,21 +148,7 @@ class FusedStep:
         For checks: on ``meta`` tensors an epoch runs without data, so any host
         read or data-dependent shape in it raises.
         """
-        lay = self.layout
-
-        def to(t):
-            return t.to(device)
-
-        opt = OptimizerHyper(
-            *(to(getattr(lay.opt, f)) for f in lay.opt.__dataclass_fields__)
-        )
-        return FusedStep(
-            to(lay.X), to(lay.Y), lay.loss, lay.out_activation,
-            [to(t) for t in lay.blocks], [to(t) for t in lay.first],
-            [to(t) for t in lay.second], opt, to(lay.alpha), lay.act_runs,
-            lay.opt_runs, lay.batch, {s: to(i) for s, i in lay.inactive.items()},
-            lay.masked_steps,
-        )  # fmt: skip
+        return FusedStep(self.layout.on(device))
 
     def adam_step_sizes(self, n_steps: int) -> torch.Tensor | None:
         """Adam's ``lr_t`` for the next ``n_steps`` steps (see :class:`StepLayout`)."""

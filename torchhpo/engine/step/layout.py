@@ -69,7 +69,32 @@ def sum_over_steps(losses: torch.Tensor) -> torch.Tensor:
 class StepLayout:
     """A pack's tensors at one layout, and the arithmetic every runner shares.
 
-    Parameters are those of :class:`FusedStep`.
+    Parameters
+    ----------
+    X, Y : Tensor
+        Inputs with a column of ones (:meth:`DeviceData.augmented_X`) and targets.
+    loss, out_activation : str
+        The pack's loss and output activation.
+    params, first, second : sequence of Tensor
+        Per-layer blocks ``(M, fan_in + 1, fan_out)`` of the parameters and the
+        optimizer moments (``second`` unused by SGD-only packs).
+    opt : OptimizerHyper
+        Per-model optimizer hyper-parameters and counters.
+    alpha : Tensor of shape (M, 1, 1)
+        L2 penalties.
+    act_runs, opt_runs : sequence of (start, stop, label)
+        Runs of models sharing a hidden activation / an optimizer kind.
+    batch : int
+        Rows per step.
+    inactive : dict of int to Tensor
+        For the steps some models do not take (their epochs have fewer steps): the
+        slots whose parameters and optimizer state the step must leave unchanged.
+        The ATen step reads only the keys (the steps where a model may skip) and
+        takes which models skip from ``count`` on the device: a slot pack lists
+        every step, and a masked slot (zero counts) is then frozen.
+    masked_steps : set of int, optional
+        Steps with zero-weight rows (padding), whose output deltas are masked so
+        that an overflowing output there cannot leak; ``None``: every step.
     """
 
     def __init__(
@@ -98,6 +123,7 @@ class StepLayout:
         self.batch = batch
         self.inactive = inactive
         self.masked_steps = masked_steps
+
         self.n_models = params[0].shape[0]
         self.dtype, self.device = params[0].dtype, params[0].device
         #: ``[n_features, *hidden, n_outputs]``.
@@ -106,6 +132,36 @@ class StepLayout:
         self.fast_loss = loss == "log_loss" and out_activation == "softmax"
         self.has_adam = any(kind == "adam" for _, _, kind in self.opt_runs)
         self._offsets: torch.Tensor | None = None
+
+    def replace(self, **changes) -> StepLayout:
+        """Return a layout of these tensors with ``changes`` (``__init__``'s names)."""
+        fields = {
+            "X": self.X, "Y": self.Y, "loss": self.loss,
+            "out_activation": self.out_activation, "params": self.blocks,
+            "first": self.first, "second": self.second, "opt": self.opt,
+            "alpha": self.alpha, "act_runs": self.act_runs,
+            "opt_runs": self.opt_runs, "batch": self.batch,
+            "inactive": self.inactive, "masked_steps": self.masked_steps,
+        }  # fmt: skip
+        return StepLayout(**{**fields, **changes})
+
+    def on(self, device: torch.device | str) -> StepLayout:
+        """Return this layout on copies of its tensors on ``device``."""
+
+        def to(t):
+            return t.to(device)
+
+        fields = self.opt.__dataclass_fields__
+        return self.replace(
+            X=to(self.X),
+            Y=to(self.Y),
+            params=[to(t) for t in self.blocks],
+            first=[to(t) for t in self.first],
+            second=[to(t) for t in self.second],
+            opt=OptimizerHyper(*(to(getattr(self.opt, f)) for f in fields)),
+            alpha=to(self.alpha),
+            inactive={s: to(i) for s, i in self.inactive.items()},
+        )
 
     def adam_step_sizes(self, n_steps: int) -> torch.Tensor | None:
         """Adam's ``lr_t`` for the next ``n_steps`` steps, ``(n_steps, M, 1, 1)``.
