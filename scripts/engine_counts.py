@@ -23,8 +23,10 @@ with ``early_stopping=True``. Counting runs every ATen call through Python: expe
 a search to take several times its usual time (``--max-iter`` shortens them; the
 per-step and per-epoch figures do not depend on it).
 
-``--occupancy`` measures occupancy and wall time alone, on the CPU's own path (no
-op counting, so at full speed), with the packs on worker threads of this process;
+``--occupancy`` measures occupancy, wall time and the model-epochs trained (live
+slot-epochs: the work, which for a pruned Optuna search depends on the order trials
+end in, so it varies between runs), on the CPU's own path (no op counting, so at
+full speed), with the packs on worker threads of this process;
 it adds the issue's two larger searches: ``optuna-100`` (100 pruned trials) and
 ``random-es-1000`` (1,000 candidates with ``early_stopping=True``: 5,000 models).
 
@@ -133,7 +135,8 @@ LARGE = {
 
 
 def occupancy(name: str, max_iter):
-    """Run one search at full speed; return (occupancy, wall seconds) or None."""
+    """Run one search at full speed; return (occupancy, wall seconds, model-epochs
+    trained) or None."""
     import time
 
     from torchhpo.engine.backends import local
@@ -162,7 +165,7 @@ def occupancy(name: str, max_iter):
     searched = packs[:-1]  # the last pack is the refit
     live = sum(p.live_epochs for p in searched)
     slots = sum(p.slot_epochs for p in searched)
-    return live / max(slots, 1), seconds
+    return live / max(slots, 1), seconds, live
 
 
 def _count_slots_from_outside():
@@ -242,13 +245,13 @@ def main(argv=None) -> int:
     import torch
 
     if args.occupancy:
-        print(f"{'search':<16}{'occupancy':>10}{'wall s':>9}")
+        print(f"{'search':<16}{'occupancy':>10}{'wall s':>9}{'model-epochs':>14}")
         for name in args.searches.split(","):
             got = occupancy(name, args.max_iter)
             if got is None:
                 print(f"{name:<16}  skipped (optuna is not installed)")
                 continue
-            print(f"{name:<16}{got[0]:>10.3f}{got[1]:>9.2f}", flush=True)
+            print(f"{name:<16}{got[0]:>10.3f}{got[1]:>9.2f}{got[2]:>14,}", flush=True)
         return 0
 
     torch.set_num_threads(1)  # one worker: every pack trains in this thread
