@@ -23,10 +23,15 @@ from .policy import EpochPolicy
 from .slot_init import slot_key
 from .spec import Hyperparams, ModelResult, ModelTask
 
-#: Default cap on models per pack on a CPU. Measured on digits (64-100-10, batch
-#: 200): the cost per model-epoch falls until ~20 models share a step (the fixed
-#: per-step work is amortised) and rises past ~40 (activations outgrow the cache).
-CPU_PACK_SIZE = 24
+#: Default cap on models per pack on a CPU. With the whole epoch in one C call
+#: (the epoch program), the fixed work per step is small and what sets a
+#: model-epoch's cost is how much of the pack's step stays in cache: measured on
+#: digits (64-100-10 and 64-50-50-10, float64, batch 200, one core of a 2-core
+#: AMD EPYC, 1 MiB L2), ms per model-epoch 2.66 / 2.41 / 2.38 / 2.45 / 2.69 /
+#: 2.99 / 3.29 / 3.33 for 2 / 4 / 6 / 8 / 12 / 16 / 24 / 32 models (the same
+#: with two processes at once). The earlier 24 was measured on an Intel Xeon
+#: before the epoch program, when per-step Python work had to be amortised.
+CPU_PACK_SIZE = 8
 
 
 def plan_packs(
