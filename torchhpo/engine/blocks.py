@@ -34,7 +34,7 @@ import os
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,8 +43,10 @@ from . import instruments, rng
 from .slot_rule import EpochValues, SlotReport, SlotRule
 from .spec import ModelResult, ModelState, OptimizerState
 
-if TYPE_CHECKING:  # the pack imports this module to run its loop
-    from .pack import Pack
+#: A :class:`~torchhpo.engine.pack.Pack`. Not imported, even for type checkers:
+#: the pack imports this module to run its loop, and the package keeps no import
+#: cycle (``tests/test_import_cycles.py``).
+Pack = Any
 
 #: Environment variable: epochs per block (``0``: the host loop, every epoch).
 ENV_VAR = "TORCHHPO_BLOCK_EPOCHS"
