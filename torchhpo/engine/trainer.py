@@ -63,10 +63,15 @@ def plan_packs(
     packs = []
     for members in groups.values():
         n_packs = -(-len(members) // (max_pack_size or len(members)))
-        bounds = [round(k * len(members) / n_packs) for k in range(n_packs + 1)]
-        bounds = _group_bounds(tasks, members, bounds, max_pack_size)
-        packs.extend(members[a:b] for a, b in pairwise(bounds))
+        packs.extend(_cut(tasks, members, n_packs, max_pack_size))
     return packs
+
+
+def _cut(tasks, members, n_parts: int, cap: int | None) -> list[list[int]]:
+    """Cut ``members`` into ``n_parts`` near-equal parts at group boundaries."""
+    bounds = [round(k * len(members) / n_parts) for k in range(n_parts + 1)]
+    bounds = _group_bounds(tasks, members, bounds, cap)
+    return [members[a:b] for a, b in pairwise(bounds) if b > a]
 
 
 def _group_bounds(tasks, members, bounds, max_pack_size) -> list[int]:
@@ -108,12 +113,12 @@ JOBS_PER_WORKER = 2
 TAIL_PACKS = 2
 
 #: A tail pack holds this share of the queue's slots: small enough to even out
-#: the workers' ends; on a CPU a pack's cost per model-epoch is flat from about
-#: 4 models up (measured: 1.6-1.9 ms per model-epoch from 4 to 24 models).
+#: the workers' ends; on a CPU a model-epoch costs no more in a pack of 4 to 8
+#: than in a pack of 8 (see :data:`CPU_PACK_SIZE`).
 TAIL_SHARE = 4
 
-#: ...but no smaller than this (below ~4 models the step's fixed work shows:
-#: 2.2-2.8 ms per model-epoch for 1-2 models).
+#: ...but no smaller than this (with 1-2 models the step's fixed work shows:
+#: 2.66 ms per model-epoch for 2 models against 2.41 ms for 4).
 TAIL_MIN = 4
 
 
@@ -181,17 +186,10 @@ def plan_jobs(
             middle = [0, len(members) - held, len(members)]
             cut = _group_bounds(tasks, members, middle, None)[1]
             members, tail = members[:cut], members[cut:]
-        bounds = [round(k * len(members) / n_queues) for k in range(n_queues + 1)]
-        bounds = _group_bounds(tasks, members, bounds, None)
-        for a, b in pairwise(bounds):
-            if b > a:
-                jobs.append((members[a:b], capacity))
+        jobs.extend((queue, capacity) for queue in _cut(tasks, members, n_queues, None))
         if tail:
             size = min(capacity, max(capacity // TAIL_SHARE, TAIL_MIN))
-            n_tail = -(-len(tail) // size)
-            bounds = [round(k * len(tail) / n_tail) for k in range(n_tail + 1)]
-            bounds = _group_bounds(tasks, tail, bounds, size)
-            tails.extend(tail[a:b] for a, b in pairwise(bounds) if b > a)
+            tails.extend(_cut(tasks, tail, -(-len(tail) // size), size))
     while 0 < len(jobs) < n_workers:
         jobs.sort(key=lambda job: len(job[0]), reverse=True)
         members, capacity = jobs[0]
