@@ -107,6 +107,9 @@ class TrialStream(TaskFeed):
         timeout = search.timeout
         return timeout is None or time.monotonic() - self.start < timeout
 
+    def _n_complete(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
     def _waiting_for_startup(self) -> bool:
         """Whether the pruner still waits for its first trials to complete.
 
@@ -115,21 +118,17 @@ class TrialStream(TaskFeed):
         run to the end whatever they score. So until then, only that many
         trials run at once (as a sequential search would have them).
         """
-        if self.policy is None:
+        if self.startup_units is None:
             return False
-        n_startup = getattr(self.study.pruner, "_n_startup_trials", 0)
-        if not isinstance(n_startup, int) or n_startup <= 0:
-            return False
-        done = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        done = self._n_complete()
         running = sum(1 for left in self.left.values() if left > 0)
-        return done < n_startup and running >= n_startup - done
+        return done < self.startup_units and running >= self.startup_units - done
 
     def starting(self) -> bool:
         """Whether fewer than the pruner's ``n_startup_trials`` have completed."""
-        if self.startup_units is None:
-            return False
-        done = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        return done < self.startup_units
+        return (
+            self.startup_units is not None and self._n_complete() < self.startup_units
+        )
 
     def exhausted(self) -> bool:
         """No trial left to ask and none asked but waiting for slots."""
